@@ -1,0 +1,284 @@
+"""GRPO for math reasoning with TRL's GRPOTrainer (vLLM colocate on GPU, transformers generation on CPU).
+
+    ./launch_trl.sh 1                                   # one GPU
+    ./launch_trl.sh 2 training.max_steps=100            # two GPUs, vLLM colocated on each; any key overridable
+    python step3_GRPO/train_trl.py --config config/quickstart.yaml     # CPU, offline, a few minutes
+
+The algorithm, as in the reference recipe (CS336 / Dr. GRPO, r1_zero prompt):
+- each step samples `prompts_per_step` problems and `group_size` completions per problem, at temperature 1;
+- each completion is scored by `r1_zero_reward_fn`: 1 if it has the `</think> <answer> ... </answer>` format
+  and the answer matches the gold answer, else 0 (format only gates, it earns nothing by itself);
+- the advantage is the reward minus its group mean, divided by the group std (`scale_rewards: group`);
+- one policy-gradient update per batch of rollouts (on-policy, so the PPO ratio is 1), no KL penalty.
+
+Stages: config -> output dir -> data -> model -> rewards -> trainer -> train -> save -> evaluate.
+A mistake in the configuration ends the run before any model is loaded, with one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project's `train` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from train.config import Config, ConfigError, dump_yaml, load_config, plan_batch, resolve_path  # noqa: E402
+
+DEFAULT_CONFIG = "config/grpo_config.yaml"
+STOP = "</answer>"  # the r1_zero protocol ends an answer here; generation stops and keeps it
+MIN_NEW_TOKENS = 4
+DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK",
+            "ROLE_RANK", "ROLE_WORLD_SIZE", "GROUP_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "ACCELERATE_MIXED_PRECISION")
+
+
+def parse_args(argv: list[str] | None):
+    ap = argparse.ArgumentParser(description="GRPO training for math reasoning (see config/grpo_config.yaml).")
+    ap.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file (default: %(default)s)")
+    ap.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. training.max_steps=10")
+    return ap.parse_args(argv)
+
+
+def log(msg: str) -> None:
+    if int(os.environ.get("RANK", 0)) == 0:  # one process speaks
+        print(f"[grpo] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------- output dir
+def prepare_output_dir(cfg: Config) -> str | None:
+    """Decide fresh start vs resume; refuse to mix two runs in one folder. Returns the checkpoint to resume."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(cfg.training.output_dir).expanduser()
+    ck = cfg.checkpointing
+    if ck.resume not in ("auto", "never"):
+        path = resolve_path(ck.resume)
+        if not (path / "trainer_state.json").is_file():
+            raise ConfigError(f"checkpointing.resume: {path} is not a checkpoint folder (no trainer_state.json)")
+        return str(path)
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    last = get_last_checkpoint(str(out))
+    if ck.resume == "auto" and last:
+        return last
+    if ck.overwrite:
+        return None
+    holds_run = last or (out / "resolved_config.yaml").exists()
+    what = "another run" if holds_run else "files that are not from a run"
+    raise ConfigError(f"training.output_dir: {out} holds {what}; choose another output_dir, or set "
+                      "checkpointing.overwrite=true to write over it (nothing is deleted)")
+
+
+# ------------------------------------------------------------------------------------------------ trainer
+def generation_kwargs(use_vllm: bool) -> dict:
+    """Stop at `</answer>` (kept in the text) after at least 4 tokens, in whichever engine generates."""
+    if use_vllm:
+        return {"stop": [STOP], "include_stop_str_in_output": True, "min_tokens": MIN_NEW_TOKENS}
+    return {"stop_strings": [STOP], "min_new_tokens": MIN_NEW_TOKENS}
+
+
+def grpo_args(cfg: Config, world_size: int, on_gpu: bool, eval_rows: int):
+    from trl import GRPOConfig
+
+    from train.tracking import wandb_mode
+
+    t, g, v, ev = cfg.training, cfg.grpo, cfg.vllm, cfg.evaluation
+    plan = plan_batch(cfg, world_size)
+    use_vllm = v.use_vllm and on_gpu
+    periodic = ev.every_steps > 0 and eval_rows > 0
+    bf16 = on_gpu and cfg.model.dtype in ("auto", "bfloat16")
+    return plan, GRPOConfig(
+        output_dir=str(Path(t.output_dir).expanduser()),
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay,
+        adam_beta1=t.adam_beta1,
+        adam_beta2=t.adam_beta2,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optim,
+        gradient_checkpointing=t.gradient_checkpointing,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=bf16,
+        fp16=False,
+        per_device_train_batch_size=plan.per_device_train_batch_size,
+        gradient_accumulation_steps=plan.gradient_accumulation_steps,
+        steps_per_generation=plan.steps_per_generation,
+        num_generations=g.group_size,
+        temperature=g.temperature,
+        top_p=g.top_p,
+        max_completion_length=g.max_completion_length,
+        loss_type=g.loss_type,
+        scale_rewards=g.scale_rewards,
+        beta=g.beta,
+        epsilon=g.epsilon,
+        num_iterations=g.num_iterations,
+        mask_truncated_completions=g.mask_truncated_completions,
+        generation_kwargs=generation_kwargs(use_vllm),
+        reward_weights=[1.0, 0.0],  # the answer reward trains; the format rate is only logged
+        use_vllm=use_vllm,
+        vllm_mode=v.mode,
+        vllm_gpu_memory_utilization=v.gpu_memory_utilization,
+        vllm_enable_sleep_mode=v.enable_sleep_mode,
+        vllm_tensor_parallel_size=v.tensor_parallel_size,
+        vllm_max_model_length=cfg.data.max_prompt_tokens + g.max_completion_length,
+        save_strategy="steps",
+        save_steps=cfg.checkpointing.save_steps,
+        save_total_limit=cfg.checkpointing.save_total_limit,
+        eval_strategy="steps" if periodic else "no",
+        eval_steps=ev.every_steps if periodic else None,
+        per_device_eval_batch_size=g.group_size,
+        logging_steps=cfg.logging.logging_steps,
+        log_completions=cfg.logging.log_completions,
+        report_to=["wandb"] if wandb_mode(cfg.logging) else "none",
+        run_name=cfg.logging.run_name,
+        dataloader_num_workers=0,
+    )
+
+
+def free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ------------------------------------------------------------------------------------------------- stages
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(config_path: str, overrides: list[str]) -> int:
+    # 1. config and output dir: every user mistake surfaces here, before anything heavy is loaded
+    cfg = load_config(resolve_path(config_path), overrides)
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    rank = int(os.environ.get("RANK", 0))
+    plan_batch(cfg, world_size)
+    resume_from = prepare_output_dir(cfg)
+
+    from train.data import build_splits, load_rows, to_trl_dataset, write_heldout_ids
+    from train.models import check_model_source, has_gpu, load_policy, load_tokenizer, materialize
+    from train.tracking import setup_wandb_env
+
+    check_model_source(cfg.model)
+    rows = load_rows(cfg.data)
+    out = Path(cfg.training.output_dir).expanduser()
+    on_gpu = has_gpu()
+    if cfg.vllm.use_vllm and on_gpu:
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("vllm.use_vllm is true but vllm is not installed: pip install -e '.[vllm]' "
+                              "or set vllm.use_vllm=false")
+
+    # 2. model files (a GGUF is converted once; rank 0 first, the others then read the cache)
+    from accelerate import PartialState
+
+    state = PartialState()
+    with state.main_process_first():
+        model_path = materialize(cfg.model)
+    tokenizer = load_tokenizer(model_path)
+
+    # 3. data: gold answers, held-out split, prompt-length filter
+    splits = build_splits(cfg, rows, tokenizer)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "resolved_config.yaml").write_text(dump_yaml(cfg))
+        heldout_file = write_heldout_ids(splits, cfg, out)
+    else:
+        heldout_file = out / "heldout_ids.json"
+    log("resolved config:\n" + dump_yaml(cfg))
+    log(f"data: {splits.stats}")
+
+    # 4. policy model and TRL arguments
+    setup_wandb_env(cfg.logging, out)
+    periodic = splits.heldout[: cfg.evaluation.periodic_samples] if cfg.evaluation.every_steps else []
+    plan, args = grpo_args(cfg, world_size, on_gpu, len(periodic))
+    log(f"batch: {plan} on {world_size} process(es); {'vLLM ' + cfg.vllm.mode if args.use_vllm else 'transformers'}"
+        " generation")
+    model = load_policy(model_path, cfg.model.dtype)
+    if tokenizer.pad_token_id not in _as_list(model.generation_config.eos_token_id):
+        # TRL masks a completion after its first EOS; rows that stopped early are padded, so pad ends one too
+        model.generation_config.eos_token_id = [*_as_list(model.generation_config.eos_token_id),
+                                                tokenizer.pad_token_id]
+    if not args.use_vllm:
+        # TRL calls generate() without the tokenizer that stop strings need; bind it to this model
+        model.generate = functools.partial(type(model).generate, model, tokenizer=tokenizer)
+
+    # 5. rewards and trainer
+    from trl import GRPOTrainer
+
+    from train.rewards_math import answer_reward, format_reward
+
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[answer_reward, format_reward],
+        args=args,
+        train_dataset=to_trl_dataset(splits.train),
+        eval_dataset=to_trl_dataset(periodic) if periodic else None,
+        processing_class=tokenizer,
+    )
+
+    # 6. train (resuming when a checkpoint exists) and save
+    if resume_from:
+        log(f"resuming from {resume_from}")
+    trainer.train(resume_from_checkpoint=resume_from)
+    final_dir = out / "final_model"
+    trainer.save_model(str(final_dir))
+    log_history = list(trainer.state.log_history)
+    if rank == 0:
+        trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
+    log(f"saved {final_dir}")
+
+    # 7. final evaluation: rank 0 alone, after the trainer's memory is freed
+    if hasattr(trainer, "vllm_generation"):
+        del trainer.vllm_generation
+    del trainer, model
+    free_memory()
+    if rank != 0 or not cfg.evaluation.enabled:
+        return 0
+    return final_evaluation(cfg, config_path, overrides, final_dir, splits.heldout, heldout_file, log_history)
+
+
+def final_evaluation(cfg, config_path, overrides, final_dir, heldout, heldout_file, log_history) -> int:
+    from train.models import has_gpu
+
+    if cfg.evaluation.use_vllm and has_gpu():
+        # A fresh process: vLLM cannot start a second engine inside the training process's distributed group.
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        util = min(cfg.evaluation.gpu_memory_utilization, free / total - 0.05)
+        env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
+        env["CUDA_VISIBLE_DEVICES"] = str(torch.cuda.current_device())
+        env.pop("WANDB_RUN_ID", None)
+        cmd = [sys.executable, str(Path(__file__).with_name("evaluate.py")), "--config", str(config_path),
+               "--model", str(final_dir), "--output-dir", str(final_dir.parent), *overrides,
+               f"evaluation.gpu_memory_utilization={util:.3f}"]
+        log("final evaluation: " + " ".join(cmd))
+        return subprocess.run(cmd, env=env).returncode
+    from train.evaluation import evaluate
+
+    evaluate(cfg, str(final_dir), heldout, final_dir.parent, log_history=log_history, heldout_ids_file=heldout_file)
+    return 0
+
+
+def _as_list(x) -> list:
+    return [] if x is None else list(x) if isinstance(x, list | tuple) else [x]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

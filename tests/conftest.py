@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny random causal LM with a tokenizer trained here, and a tiny math data file.
+
+Nothing is downloaded: the tokenizer is trained with the `tokenizers` library on a few hundred lines, the
+model has random weights from a small Llama config. Both are built once per test session.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = (PROJECT_ROOT / "config/prompts/r1_zero.prompt").read_text()
+
+
+def make_rows(n: int, seed: int = 0) -> list[dict]:
+    """Addition problems in NuminaMath's shape; every 10th solution has no \\boxed answer."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(1, 50), rng.randint(1, 50)
+        boxed = f"\\boxed{{{a + b}}}" if i % 10 != 9 else str(a + b)
+        rows.append({
+            "problem": f"What is {a} + {b}?",
+            "solution": f"We add {a} and {b} to get {boxed}.",
+            "source": ["amc", "gsm8k", "olympiads"][i % 3],
+        })
+    return rows
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "tiny.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in make_rows(60)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer Llama (~60k parameters) with a byte-level BPE tokenizer, saved as a model folder."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-model")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [TEMPLATE] + [r["problem"] + " " + r["solution"] for r in make_rows(200, seed=1)]
+    corpus += ["</think> <answer> 42 </answer>", "\\frac{1}{2} x^2 + y", "step by step"] * 20
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    fast.save_pretrained(out)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, bos_token_id=None)
+    LlamaForCausalLM(config).save_pretrained(out)
+    return out

@@ -1,0 +1,148 @@
+"""Config schema: parsing, overrides, every bad-input case, the derived batch arithmetic."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from train.config import Config, ConfigError, load_config, plan_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "config").glob("*.yaml"))
+
+
+def write(tmp_path: Path, data) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return p
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+
+
+def test_shipped_default_is_the_faithful_recipe():
+    cfg = load_config(ROOT / "config/grpo_config.yaml")
+    assert cfg.model.name_or_path == "Qwen/Qwen2.5-Math-1.5B"
+    assert cfg.data.path == "AI-MO/NuminaMath-CoT"
+    assert (cfg.training.learning_rate, cfg.grpo.group_size, cfg.grpo.temperature) == (1e-5, 8, 1.0)
+    assert (cfg.grpo.max_completion_length, cfg.training.max_steps) == (1024, 200)
+    assert (cfg.vllm.use_vllm, cfg.vllm.mode, cfg.vllm.enable_sleep_mode) == (True, "colocate", True)
+
+
+def test_every_schema_key_is_written_in_the_default_yaml():
+    """The YAML documents the whole schema: a key missing there is a key users cannot discover."""
+    raw = yaml.safe_load((ROOT / "config/grpo_config.yaml").read_text())
+    for section in dataclasses.fields(Config):
+        keys = {f.name for f in dataclasses.fields(getattr(Config(), section.name))}
+        assert set(raw[section.name]) == keys, section.name
+
+
+def test_every_schema_key_is_documented_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(getattr(Config(), section.name)):
+            assert f"`{section.name}.{f.name}`" in readme, f"{section.name}.{f.name} missing from README"
+
+
+def test_overrides_are_typed_by_yaml():
+    cfg = load_config(None, ["training.max_steps=7", "grpo.temperature=0.7", "vllm.use_vllm=false",
+                             "data.source_column=null", "logging.run_name=abc"])
+    assert (cfg.training.max_steps, cfg.grpo.temperature, cfg.vllm.use_vllm) == (7, 0.7, False)
+    assert cfg.data.source_column is None and cfg.logging.run_name == "abc"
+
+
+def test_int_is_accepted_for_float():
+    assert load_config(None, ["grpo.beta=0"]).grpo.beta == 0.0
+
+
+# One row per bad-input case: (yaml or overrides, a regex the one-line message must match).
+BAD = [
+    # a mistyped key names the key and suggests the right one
+    ({"training": {"learnig_rate": 1e-5}}, r"unknown key 'training.learnig_rate'.*did you mean 'training.learning_rate'"),
+    # an unknown section
+    ({"trainer": {}}, r"unknown key 'trainer'"),
+    # wrong type: a string where an int is expected
+    ({"training": {"max_steps": "ten"}}, r"'training.max_steps' must be an integer"),
+    # a bool is not an int even though Python says it is
+    ({"grpo": {"group_size": True}}, r"'grpo.group_size' must be an integer"),
+    # a section given as a scalar
+    ({"model": "Qwen"}, r"'model' must be a section"),
+    # a value outside its choices
+    ({"grpo": {"loss_type": "ppo"}}, r"'grpo.loss_type' is 'ppo'; choose one of"),
+    # group size 1 has no baseline
+    ({"grpo": {"group_size": 1}}, r"group_size' must be at least 2"),
+    # memory share outside (0, 1)
+    ({"vllm": {"gpu_memory_utilization": 1.5}}, r"gpu_memory_utilization' must be between 0 and 1"),
+    # an empty required value
+    ({"model": {"name_or_path": None}}, r"'model.name_or_path' must not be empty"),
+    # evaluation with nothing held out
+    ({"data": {"eval_holdout": 0}}, r"evaluation.enabled' needs held-out rows"),
+]
+
+
+@pytest.mark.parametrize("data,pattern", BAD, ids=[p[:40] for _, p in BAD])
+def test_bad_config_is_one_clear_line(tmp_path, data, pattern):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, data))
+    msg = str(e.value)
+    assert re.search(pattern, msg), msg
+    assert "\n" not in msg and str(tmp_path / "c.yaml") in msg
+
+
+@pytest.mark.parametrize("text,pattern", [
+    ("model: [unclosed", r"line \d+: not valid YAML"),  # a YAML syntax error points at the line
+    ("- a\n- b\n", r"top level must be a mapping"),  # a list instead of sections
+])
+def test_malformed_yaml(tmp_path, text, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(None, ["max_steps=3"])
+
+
+# (prompts_per_step, group_size, micro_batch, world) -> (per-device batch, grad accumulation)
+PLANS = [
+    ((32, 8, 8, 1), (8, 32)),  # the reference recipe on one GPU: 256 rollouts in 32 micro-batches
+    ((32, 8, 8, 2), (8, 16)),  # two GPUs halve the accumulation, same global batch
+    ((32, 8, 8, 4), (8, 8)),
+    ((2, 4, 4, 1), (4, 2)),  # the quick start
+    ((1, 4, 16, 1), (4, 1)),  # a micro batch larger than the step's rollouts is capped
+]
+
+
+@pytest.mark.parametrize("shape,expected", PLANS, ids=[str(s) for s, _ in PLANS])
+def test_batch_plan(shape, expected):
+    p, g, m, w = shape
+    cfg = load_config(None, [f"training.prompts_per_step={p}", f"grpo.group_size={g}",
+                             f"training.micro_batch_size={m}"])
+    plan = plan_batch(cfg, w)
+    assert (plan.per_device_train_batch_size, plan.gradient_accumulation_steps) == expected
+    assert plan.steps_per_generation == plan.gradient_accumulation_steps  # one generation per optimizer step
+    assert plan.per_device_train_batch_size * plan.gradient_accumulation_steps * w == p * g
+
+
+@pytest.mark.parametrize("shape,pattern", [
+    ((3, 3, 3, 2), r"9\) do not split over 2 GPUs"),  # 9 rollouts cannot split over 2 GPUs
+    ((4, 6, 5, 1), r"24 rollouts per step, not a multiple of training.micro_batch_size=5"),
+])
+def test_batch_plan_errors_name_the_fix(shape, pattern):
+    p, g, m, w = shape
+    cfg = load_config(None, [f"training.prompts_per_step={p}", f"grpo.group_size={g}",
+                             f"training.micro_batch_size={m}"])
+    with pytest.raises(ConfigError, match=pattern):
+        plan_batch(cfg, w)

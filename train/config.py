@@ -1,0 +1,327 @@
+"""Typed configuration: one schema, filled from YAML, checked before any model is loaded.
+
+Every key of `config/grpo_config.yaml` is a field below; an unknown or mistyped key, a wrong type or an
+impossible batch stops the run with a `ConfigError` naming the key, the file and the fix. The trainer
+turns that into a one-line message and exit code 2.
+
+>>> cfg = load_config("config/grpo_config.yaml", ["grpo.group_size=4"])
+>>> cfg.grpo.group_size
+4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ConfigError(ValueError):
+    """A mistake in the user's configuration: reported as one line, exit code 2."""
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "Qwen/Qwen2.5-Math-1.5B"  # Hub id or local folder
+    gguf_file: str | None = None  # a .gguf inside name_or_path: converted once to a regular folder
+    dtype: str = "auto"  # auto = bfloat16 on GPU, float32 on CPU (bf16 matmuls are slow on most CPUs)
+    cache_dir: str = "~/.cache/grpo-math"  # where converted models and downloaded assets are kept
+
+
+@dataclass
+class DataConfig:
+    path: str = "AI-MO/NuminaMath-CoT"  # Hub dataset id, or a local .jsonl/.json/.parquet file
+    split: str = "train"  # Hub split to read (ignored for local files)
+    problem_column: str = "problem"
+    solution_column: str = "solution"  # gold = last \boxed{} (or text after '####', GSM8K)
+    source_column: str | None = "source"  # per-source breakdown in the evaluation; null = none
+    prompt_template: str = "config/prompts/r1_zero.prompt"  # text file with a {question} placeholder
+    max_prompt_tokens: int = 512  # longer prompts are dropped (and counted), never truncated
+    max_train_samples: int | None = None  # cap on training rows after the held-out split; null = all
+    eval_holdout: int = 5000  # rows carved from the data for the final evaluation, never trained on
+
+
+@dataclass
+class TrainingConfig:
+    output_dir: str = "outputs/grpo-qwen2.5-math-1.5b"
+    max_steps: int = 200  # optimizer steps; one step = one batch of rollouts (on-policy)
+    prompts_per_step: int = 32  # x group_size = rollouts per step (32 x 8 = 256, the reference recipe)
+    micro_batch_size: int = 8  # rollouts per GPU per forward/backward; gradient accumulation covers the rest
+    learning_rate: float = 1.0e-5
+    lr_scheduler_type: str = "constant"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95  # as in the reference recipe (CS336 GRPO)
+    max_grad_norm: float = 1.0
+    optim: str = "adamw_torch_fused"  # fused AdamW: one kernel for all parameters
+    gradient_checkpointing: bool = True  # trades ~30% compute for activation memory; off when memory allows
+    seed: int = 42
+
+
+@dataclass
+class GRPOSection:
+    group_size: int = 8  # completions per prompt (TRL num_generations)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_completion_length: int = 1024
+    # TRL changes these defaults between versions; written out so an upgrade cannot change the algorithm.
+    loss_type: str = "grpo"  # per-sequence mean of token losses, as the reference recipe
+    scale_rewards: str = "group"  # divide advantages by the group's reward std (reference: std normalisation)
+    beta: float = 0.0  # no KL penalty, no reference model (as the reference recipe)
+    epsilon: float = 0.2  # PPO clip range; on-policy with num_iterations 1 the ratio is 1
+    num_iterations: int = 1  # policy updates per batch of rollouts (1 = on-policy)
+    mask_truncated_completions: bool = False
+
+
+@dataclass
+class VLLMConfig:
+    use_vllm: bool = True
+    mode: str = "colocate"  # colocate: vLLM shares the training GPUs
+    gpu_memory_utilization: float = 0.3  # share of each GPU's memory for vLLM's weights + KV cache
+    enable_sleep_mode: bool = True  # offload vLLM weights and KV cache during the policy update
+    tensor_parallel_size: int = 1
+
+
+@dataclass
+class EvaluationConfig:
+    enabled: bool = True  # final evaluation after training (rank 0)
+    max_samples: int | None = None  # cap on held-out problems; null = the whole held-out split
+    temperature: float = 1.0  # CS336 protocol: sample at T=1, top_p=1, 1024 tokens
+    top_p: float = 1.0
+    max_tokens: int = 1024
+    n: int = 1  # samples per problem; >1 adds pass@k and mean@k
+    batch_size: int = 64  # prompts per transformers generate() call (CPU path)
+    use_vllm: bool = True  # vLLM when installed and a GPU is present, transformers otherwise
+    gpu_memory_utilization: float = 0.85  # vLLM share for the final evaluation (trainer memory is freed)
+    every_steps: int = 0  # periodic evaluation during training; 0 = off
+    periodic_samples: int = 200  # held-out problems used by the periodic evaluation
+
+
+@dataclass
+class CheckpointingConfig:
+    save_steps: int = 50
+    save_total_limit: int = 3
+    resume: str = "auto"  # auto: continue from the last checkpoint in output_dir; never; or a checkpoint path
+    overwrite: bool = False  # allow writing into an output_dir that holds another run (nothing is deleted)
+
+
+@dataclass
+class LoggingConfig:
+    wandb: str = "auto"  # auto: online if WANDB_API_KEY is set, else offline; online; offline; off
+    project: str = "grpo-math"
+    run_name: str | None = None
+    logging_steps: int = 1
+    log_completions: bool = False  # print a table of sample completions at each logging step
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    grpo: GRPOSection = field(default_factory=GRPOSection)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    checkpointing: CheckpointingConfig = field(default_factory=CheckpointingConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+CHOICES = {
+    "model.dtype": ("auto", "bfloat16", "float16", "float32"),
+    "grpo.loss_type": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"),
+    "grpo.scale_rewards": ("group", "batch", "none"),
+    "vllm.mode": ("colocate", "server"),
+    "logging.wandb": ("auto", "online", "offline", "off"),
+}
+
+
+# ----------------------------------------------------------------------------------------------- loading
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Config:
+    """Read `path` (None = all defaults), apply `key.sub=value` overrides, type-check and cross-check."""
+    raw: dict = {}
+    where = str(path) if path else "<defaults>"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found (pass --config with an existing YAML file)")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{p}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections (model:, data:, ...)")
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"override {item!r}: write it as section.key=value, e.g. training.max_steps=10")
+        section, _, name = key.partition(".")
+        try:
+            parsed = yaml.safe_load(value) if value != "" else None
+        except yaml.YAMLError:
+            parsed = value
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"{where}: section '{section}' must be a mapping")
+        raw[section][name] = parsed
+    cfg = _build(Config, raw, "", where)
+    check(cfg, where)
+    return cfg
+
+
+def _build(cls, raw: dict, prefix: str, where: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(fields)})"
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{hint}")
+    kwargs = {}
+    for name, value in raw.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: '{prefix}{name}' must be a section (a mapping of keys)")
+            kwargs[name] = _build(tp, value, f"{prefix}{name}.", where)
+        else:
+            kwargs[name] = _coerce(value, tp, f"{prefix}{name}", where)
+    return cls(**kwargs)
+
+
+def _coerce(value, tp, key: str, where: str):
+    args = typing.get_args(tp)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), tp) if isinstance(tp, types.UnionType) else tp
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: '{key}' must not be empty (expected {_tname(base)})")
+    ok = (
+        (base is bool and isinstance(value, bool))
+        or (base is int and isinstance(value, int) and not isinstance(value, bool))
+        or (base is float and isinstance(value, int | float) and not isinstance(value, bool))
+        or (base is str and isinstance(value, str))
+    )
+    if not ok:
+        raise ConfigError(f"{where}: '{key}' must be {_tname(base)}, got {value!r} ({type(value).__name__})")
+    return float(value) if base is float else value
+
+
+def _tname(tp) -> str:
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+# ------------------------------------------------------------------------------------------ cross checks
+def check(cfg: Config, where: str = "<config>") -> None:
+    """Value and cross-field checks that need no model, data or GPU."""
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise ConfigError(f"{where}: '{key}' is {value!r}; choose one of {', '.join(allowed)}")
+    positive = {
+        "training.max_steps": cfg.training.max_steps,
+        "training.prompts_per_step": cfg.training.prompts_per_step,
+        "training.micro_batch_size": cfg.training.micro_batch_size,
+        "grpo.max_completion_length": cfg.grpo.max_completion_length,
+        "grpo.num_iterations": cfg.grpo.num_iterations,
+        "data.max_prompt_tokens": cfg.data.max_prompt_tokens,
+        "evaluation.max_tokens": cfg.evaluation.max_tokens,
+        "evaluation.n": cfg.evaluation.n,
+        "evaluation.batch_size": cfg.evaluation.batch_size,
+        "checkpointing.save_steps": cfg.checkpointing.save_steps,
+        "logging.logging_steps": cfg.logging.logging_steps,
+        "vllm.tensor_parallel_size": cfg.vllm.tensor_parallel_size,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{where}: '{key}' must be at least 1, got {value}")
+    if cfg.grpo.group_size < 2:
+        raise ConfigError(f"{where}: 'grpo.group_size' must be at least 2 (advantages compare completions "
+                          f"of the same prompt), got {cfg.grpo.group_size}")
+    if cfg.training.learning_rate <= 0:
+        raise ConfigError(f"{where}: 'training.learning_rate' must be positive, got {cfg.training.learning_rate}")
+    for key in ("vllm.gpu_memory_utilization", "evaluation.gpu_memory_utilization"):
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"{where}: '{key}' must be between 0 and 1, got {value}")
+    if cfg.data.eval_holdout < 0 or cfg.evaluation.every_steps < 0:
+        raise ConfigError(f"{where}: 'data.eval_holdout' and 'evaluation.every_steps' must be >= 0")
+    if cfg.evaluation.enabled and cfg.data.eval_holdout == 0:
+        raise ConfigError(f"{where}: 'evaluation.enabled' needs held-out rows: set data.eval_holdout > 0 "
+                          "or evaluation.enabled=false")
+    if cfg.vllm.mode == "server":
+        raise ConfigError(f"{where}: 'vllm.mode: server' is not supported yet; use colocate")
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """TRL's batch arguments, derived from the way a user states the batch."""
+
+    rollouts_per_step: int  # prompts_per_step x group_size, over all GPUs
+    per_device_rollouts: int
+    per_device_train_batch_size: int
+    gradient_accumulation_steps: int
+    steps_per_generation: int
+
+
+def plan_batch(cfg: Config, world_size: int) -> BatchPlan:
+    """Derive TRL's per-device batch / accumulation / generation steps; fail with the fix when they don't divide.
+
+    One optimizer step consumes exactly one generation batch of `prompts_per_step x group_size` rollouts, so
+    the run is on-policy like the reference recipe.
+
+    >>> cfg = Config(); cfg.training.prompts_per_step, cfg.grpo.group_size, cfg.training.micro_batch_size
+    (32, 8, 8)
+    >>> plan_batch(cfg, world_size=2).gradient_accumulation_steps
+    16
+    """
+    t, g = cfg.training, cfg.grpo
+    rollouts = t.prompts_per_step * g.group_size
+    if rollouts % world_size:
+        raise ConfigError(
+            f"rollouts per step ({t.prompts_per_step} prompts x {g.group_size} = {rollouts}) do not split over "
+            f"{world_size} GPUs: make training.prompts_per_step x grpo.group_size a multiple of {world_size}"
+        )
+    per_device = rollouts // world_size
+    micro = min(t.micro_batch_size, per_device)
+    if per_device % micro:
+        raise ConfigError(
+            f"each GPU gets {per_device} rollouts per step, not a multiple of training.micro_batch_size={micro}: "
+            f"pick a micro_batch_size that divides {per_device}"
+        )
+    accum = per_device // micro
+    return BatchPlan(rollouts, per_device, micro, accum, accum)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def resolve_path(value: str) -> Path:
+    """A path from the config: as given if it exists (relative to the current directory), else relative to
+    the project root, so the shipped configs work from any directory."""
+    p = Path(value).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    alt = PROJECT_ROOT / p
+    return alt if alt.exists() else p
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
