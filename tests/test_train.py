@@ -1,0 +1,147 @@
+"""The trainer end to end on a tiny random model (CPU, offline): train -> checkpoint -> save -> evaluate,
+resume from a checkpoint, and every bad-input case stopping with exit code 2 before a model is loaded."""
+
+from __future__ import annotations
+
+import json
+import sys
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import train.rewards_math
+from step3_GRPO.train_trl import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def config(tmp_path: Path, tiny_model: Path, tiny_data: Path, **sections) -> Path:
+    cfg = {
+        "model": {"name_or_path": str(tiny_model)},
+        "data": {"path": str(tiny_data), "eval_holdout": 6, "max_prompt_tokens": 400},
+        "training": {"output_dir": str(tmp_path / "out"), "max_steps": 2, "prompts_per_step": 2,
+                     "micro_batch_size": 4, "optim": "adamw_torch", "gradient_checkpointing": False,
+                     "learning_rate": 1e-2},
+        "grpo": {"group_size": 4, "max_completion_length": 12},
+        "vllm": {"use_vllm": False},
+        "evaluation": {"max_tokens": 12, "batch_size": 6, "use_vllm": False},
+        "checkpointing": {"save_steps": 2},
+        "logging": {"wandb": "off"},
+    }
+    for section, values in sections.items():
+        cfg.setdefault(section, {}).update(values)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture
+def varied_reward(monkeypatch):
+    """A random model never answers correctly, so every advantage would be 0 and nothing would move.
+    Reward the completion's length instead: the groups then have spread and the policy must change."""
+
+    def answer_reward(completions, solution, **kwargs):
+        return [float(len(c)) for c in completions]
+
+    monkeypatch.setattr(train.rewards_math, "answer_reward", answer_reward)
+
+
+def weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_train_end_to_end(tmp_path, tiny_model, tiny_data, varied_reward):
+    cfg = config(tmp_path, tiny_model, tiny_data)
+    assert main(["--config", str(cfg)]) == 0
+    out = tmp_path / "out"
+    before, after = weights(tiny_model), weights(out / "final_model")
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed, "no parameter changed during training"
+    assert (out / "checkpoint-2" / "optimizer.pt").is_file()
+    assert yaml.safe_load((out / "resolved_config.yaml").read_text())["training"]["max_steps"] == 2
+    heldout = json.loads((out / "heldout_ids.json").read_text())["ids"]
+    assert len(heldout) == 6
+    summary = json.loads((out / "eval_summary.json").read_text())
+    assert summary["total_samples"] == 6
+    history = json.loads((out / "final_model" / "trainer_state.json").read_text())["log_history"]
+    assert any("rewards/format_reward/mean" in h for h in history)  # the real format reward is logged
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path, tiny_model, tiny_data, varied_reward):
+    cfg = config(tmp_path, tiny_model, tiny_data, evaluation={"enabled": False})
+    assert main(["--config", str(cfg)]) == 0
+    # the same command with more steps continues from checkpoint-2 instead of starting over
+    assert main(["--config", str(cfg), "training.max_steps=4"]) == 0
+    state = json.loads((tmp_path / "out" / "final_model" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    steps = [h["step"] for h in state["log_history"] if "loss" in h]
+    assert steps == [1, 2, 3, 4]  # steps 1-2 restored from the checkpoint's history, 3-4 trained now
+
+
+def test_output_dir_holding_a_run_is_refused(tmp_path, tiny_model, tiny_data, varied_reward, capsys):
+    cfg = config(tmp_path, tiny_model, tiny_data, evaluation={"enabled": False})
+    assert main(["--config", str(cfg), "checkpointing.resume=never"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "checkpointing.resume=never"]) == 2
+    err = capsys.readouterr().err
+    assert "holds another run" in err and "checkpointing.overwrite=true" in err
+    assert (tmp_path / "out" / "checkpoint-2").is_dir()  # nothing was deleted
+
+
+# One row per bad input: (overrides or a file edit, text the one-line error must contain).
+BAD_INPUTS = [
+    (["training.learnig_rate=1e-5"], "unknown key 'training.learnig_rate'"),  # mistyped key
+    (["training.max_steps=ten"], "'training.max_steps' must be an integer"),  # wrong type
+    (["model.name_or_path=/no/such/model"], "model.name_or_path: folder /no/such/model not found"),  # model
+    (["data.path=/no/such/data.jsonl"], "data.path: /no/such/data.jsonl not found"),  # data file
+    (["data.problem_column=question"], "column 'question' not in"),  # missing column
+    (["training.prompts_per_step=3", "grpo.group_size=3", "training.micro_batch_size=2"],
+     "not a multiple of training.micro_batch_size=2"),  # batch not divisible
+    (["checkpointing.resume=/no/ckpt"], "checkpointing.resume: /no/ckpt is not a checkpoint folder"),
+    (["data.prompt_template=/no/template.txt"], "data.prompt_template: /no/template.txt not found"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD_INPUTS, ids=[m[:40] for _, m in BAD_INPUTS])
+def test_bad_input_exits_2_with_one_line(tmp_path, tiny_model, tiny_data, capsys, monkeypatch, overrides, message):
+    import train.models
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(train.models, "load_policy", no_model)
+    cfg = config(tmp_path, tiny_model, tiny_data)
+    assert main(["--config", str(cfg), *overrides]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+
+
+def test_unknown_key_from_the_command_line_exits_2(tmp_path):
+    """The CLI itself, as a user runs it: an unknown key in the YAML names the key, no traceback."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  max_step: 10\n")
+    r = subprocess.run([sys.executable, str(ROOT / "step3_GRPO/train_trl.py"), "--config", str(bad)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "unknown key 'training.max_step'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_launcher_help():
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0
+    assert "usage:" in r.stdout and "NUM_GPUS" in r.stdout and "--accelerate-config" in r.stdout
+
+
+def test_launcher_passes_arguments_and_exit_status(tmp_path):
+    """One GPU runs the trainer directly with the arguments as given and returns its exit status."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grpo:\n  group_size: 1\n")
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), "1", "--config", str(bad)], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
+    assert r.returncode == 2 and "group_size' must be at least 2" in r.stderr
