@@ -76,7 +76,8 @@ def floor(shape: str, prompt_tokens: int, rates: dict, n_params: float) -> dict:
     prompts, group, length = SHAPES[shape]
     seqs = prompts * group
     weight_bytes = 2 * n_params
-    kv_per_token = 2 * c["num_hidden_layers"] * c["num_key_value_heads"] * (c["hidden_size"] // c["num_attention_heads"]) * 2
+    head_dim = c["hidden_size"] // c["num_attention_heads"]
+    kv_per_token = 2 * c["num_hidden_layers"] * c["num_key_value_heads"] * head_dim * 2  # K and V, bf16
     # decode step i reads all weights once and every sequence's KV cache of length prompt + i
     kv_bytes = sum(seqs * (prompt_tokens + i) * kv_per_token for i in range(length))
     gen_s = (length * weight_bytes + kv_bytes) / (rates["copy_GBps"] * 1e9)  # copy_GBps counts read + write traffic
@@ -156,18 +157,22 @@ def worker(args) -> None:
 
     tt.generation_kwargs = fixed_length
 
+    cuda = torch.cuda.is_available()  # False only when the worker is tried on a CPU
+
     class StepTimer(TrainerCallback):
         def on_step_begin(self, a, state, control, **kw):
             timings.clear()
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
             self.t = time.perf_counter()
 
         def on_step_end(self, a, state, control, **kw):
-            torch.cuda.synchronize()
-            free, total = torch.cuda.mem_get_info()
+            if cuda:
+                torch.cuda.synchronize()
+            free, total = torch.cuda.mem_get_info() if cuda else (0, 0)
             steps.append({"step": state.global_step, "seconds": time.perf_counter() - self.t, **timings,
                           "device_used_GiB": (total - free) / 2**30,
-                          "torch_peak_GiB": torch.cuda.max_memory_allocated() / 2**30})
+                          "torch_peak_GiB": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0})
 
     import trl
 
@@ -191,7 +196,7 @@ def summarize(steps: list[dict], rollouts: int, length: int) -> dict:
 
     sec = round(statistics.median(s["seconds"] for s in use), 3)
     gen = med("generate")
-    reward = med("_reward")
+    reward = med("_calculate_rewards")  # wraps every reward function
     sync = med("sync_weights")
     return {"steps_timed": len(use), "s_per_step": sec, "generation_s": gen, "reward_s": reward, "sync_s": sync,
             "update_s": round(sec - gen - reward - sync, 3), "reward_share": round(reward / sec, 4),
@@ -241,8 +246,8 @@ def main() -> int:
         steps_log = json.loads(result.read_text())["steps"]
         results["variants"][variant] = {**summarize(steps_log, prompts * group, length), "wall_s": round(wall),
                                         "steps": steps_log}
-        print(f"[bench] {variant}: {json.dumps({k: v for k, v in results['variants'][variant].items() if k != 'steps'})}",
-              flush=True)
+        brief = {k: v for k, v in results["variants"][variant].items() if k != "steps"}
+        print(f"[bench] {variant}: {json.dumps(brief)}", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
     print_table(results)
@@ -253,7 +258,8 @@ def print_table(results: dict) -> None:
     f = results["floor"]
     print(f"\nshape {results['shape']} on {results['rates']['card']}: copy {results['rates']['copy_GBps']} GB/s, "
           f"bf16 {results['rates']['bf16_TFLOPs']} TFLOP/s, prompt {results['prompt_tokens']} tokens")
-    print(f"{'variant':<12} {'s/step':>7} {'gen':>6} {'reward':>7} {'sync':>6} {'update':>7} {'tok/s':>7} {'peak GiB':>9}")
+    cols = ("s/step", 7), ("gen", 6), ("reward", 7), ("sync", 6), ("update", 7), ("tok/s", 7), ("peak GiB", 9)
+    print(f"{'variant':<12} " + " ".join(f"{c:>{w}}" for c, w in cols))
     print(f"{'floor':<12} {f['total_s']:>7} {f['generation_s']:>6} {'':>7} {'':>6} {f['update_s']:>7}")
     for name, v in results["variants"].items():
         if "error" in v:

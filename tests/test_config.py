@@ -58,6 +58,11 @@ def test_overrides_are_typed_by_yaml():
     assert cfg.data.source_column is None and cfg.logging.run_name == "abc"
 
 
+def test_bare_off_means_off():
+    """YAML reads `wandb: off` as false; the user wrote the word, so it stays the choice 'off'."""
+    assert load_config(None, ["logging.wandb=off"]).logging.wandb == "off"
+
+
 def test_int_is_accepted_for_float():
     assert load_config(None, ["grpo.beta=0"]).grpo.beta == 0.0
 
@@ -65,7 +70,8 @@ def test_int_is_accepted_for_float():
 # One row per bad-input case: (yaml or overrides, a regex the one-line message must match).
 BAD = [
     # a mistyped key names the key and suggests the right one
-    ({"training": {"learnig_rate": 1e-5}}, r"unknown key 'training.learnig_rate'.*did you mean 'training.learning_rate'"),
+    ({"training": {"learnig_rate": 1e-5}},
+     r"unknown key 'training.learnig_rate'.*did you mean 'training.learning_rate'"),
     # an unknown section
     ({"trainer": {}}, r"unknown key 'trainer'"),
     # wrong type: a string where an int is expected

@@ -4,8 +4,8 @@ resume from a checkpoint, and every bad-input case stopping with exit code 2 bef
 from __future__ import annotations
 
 import json
-import sys
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest

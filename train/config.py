@@ -205,6 +205,8 @@ def _coerce(value, tp, key: str, where: str):
     args = typing.get_args(tp)
     optional = type(None) in args
     base = next((a for a in args if a is not type(None)), tp) if isinstance(tp, types.UnionType) else tp
+    if base is str and isinstance(value, bool) and key in CHOICES:
+        value = "on" if value else "off"  # YAML 1.1 reads a bare `off` as false; the user meant the word
     if value is None:
         if optional:
             return None
