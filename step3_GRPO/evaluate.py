@@ -1,0 +1,111 @@
+"""Evaluate any model or checkpoint on the held-out split, with the code the trainer runs after training.
+
+    python step3_GRPO/evaluate.py --config config/grpo_config.yaml                  # <output_dir>/final_model
+    python step3_GRPO/evaluate.py --config config/grpo_config.yaml --model base     # the base model, untrained
+    python step3_GRPO/evaluate.py --config config/grpo_config.yaml \\
+        --model outputs/grpo-qwen2.5-math-1.5b/checkpoint-100 evaluation.n=4 evaluation.max_samples=500
+
+The held-out problems are recomputed from the config's data and seed (the same ones the run never trained
+on; checked against the run's heldout_ids.json when there is one), so "base" and "final_model" results
+compare. Writes eval_summary.json, eval_samples.jsonl, eval_by_source.png and, when the run left a
+trainer_state.json, training_curves.png into --output-dir (default: <model>/eval, or
+<output_dir>/eval_base for the base model). Exit code 2 on a configuration mistake, with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project's `train` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from train.config import ConfigError, load_config, resolve_path  # noqa: E402
+
+DEFAULT_CONFIG = "config/grpo_config.yaml"
+
+
+def parse_args(argv: list[str] | None):
+    ap = argparse.ArgumentParser(description="Held-out evaluation of a model or checkpoint (3 categories).")
+    ap.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file (default: %(default)s)")
+    ap.add_argument("--model", default=None,
+                    help="model folder or checkpoint; 'base' = the config's model.name_or_path "
+                         "(default: <training.output_dir>/final_model)")
+    ap.add_argument("--output-dir", default=None, help="where results go (default: <model>/eval)")
+    ap.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. evaluation.n=4")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(args) -> dict:
+    # 1. config and model path: user mistakes end here, before data or weights are read
+    cfg = load_config(resolve_path(args.config), args.overrides)
+    run_dir = Path(cfg.training.output_dir).expanduser()
+    base = args.model == "base"
+    if base:
+        from train.models import check_model_source, materialize
+
+        check_model_source(cfg.model)
+        model_path = materialize(cfg.model)
+        out_dir = Path(args.output_dir) if args.output_dir else run_dir / "eval_base"
+    else:
+        model = resolve_path(args.model) if args.model else run_dir / "final_model"
+        if not (model / "config.json").is_file():
+            what = "has no config.json" if model.is_dir() else "not found"
+            raise ConfigError(f"--model: {model} {what} (give a model folder, a checkpoint-N folder, or 'base')")
+        model_path = str(model)
+        out_dir = Path(args.output_dir) if args.output_dir else model / "eval"
+        run_dir = model.parent
+
+    # 2. held-out split: recomputed from data + seed, checked against the run's record of it
+    from train.data import build_splits, load_rows
+
+    heldout = build_splits(cfg, load_rows(cfg.data), tokenizer=None).heldout
+    ids_file = next((p for p in (Path(model_path) / "heldout_ids.json", run_dir / "heldout_ids.json")
+                     if p.is_file()), None)
+    if ids_file is not None:
+        check_heldout(ids_file, cfg.data.path, [e.id for e in heldout])
+
+    # 3. evaluate (plus the run's training curves when it left a trainer state)
+    from train.evaluation import evaluate
+
+    state = None if base else find_trainer_state(Path(model_path))
+    history = json.loads(state.read_text()).get("log_history", []) if state else None
+    return evaluate(cfg, model_path, heldout, out_dir, log_history=history, heldout_ids_file=ids_file)
+
+
+def check_heldout(ids_file: Path, data_path: str, ids: list[int]) -> None:
+    """The run's held-out ids must be the ones evaluated here, or trained-on problems would be scored."""
+    saved = json.loads(ids_file.read_text())
+    if saved.get("data") != data_path:
+        print(f"[eval] note: the run trained on {saved.get('data')}; evaluating on {data_path}", flush=True)
+        return
+    if saved.get("ids") != ids:
+        raise ConfigError(f"the held-out split differs from the run's ({ids_file}): evaluate with the run's "
+                          "data.path, data.eval_holdout and training.seed (its resolved_config.yaml)")
+
+
+def find_trainer_state(model: Path) -> Path | None:
+    """trainer_state.json in the model folder, its run folder, or the run's newest checkpoint."""
+    for p in (model / "trainer_state.json", model.parent / "trainer_state.json"):
+        if p.is_file():
+            return p
+    ckpts = [p for p in model.parent.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+             and (p / "trainer_state.json").is_file()]
+    newest = max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    return newest / "trainer_state.json" if newest else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

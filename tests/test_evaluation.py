@@ -1,0 +1,380 @@
+"""Final evaluation: categorisation and summary arithmetic on fixture responses, then `evaluate()` and the
+standalone command on the tiny model (CPU), wandb offline, plots."""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from train.config import load_config
+from train.data import Example
+from train.evaluation import (
+    CATEGORIES,
+    evaluate,
+    format_report,
+    pass_at_k,
+    plot_by_source,
+    plot_training_curves,
+    score,
+    summarize,
+    wilson_interval,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CASES = [json.loads(line) for line in (FIXTURES / "eval_responses.jsonl").read_text().splitlines()]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# A TRL 1.16 log_history: training steps, a periodic eval and the final train summary entry.
+LOG_HISTORY = [
+    {"step": s, "loss": 0.01 * s, "reward": 0.1 * s, "reward_std": 0.2, "rewards/answer_reward/mean": 0.1 * s,
+     "rewards/format_reward/mean": 0.2 * s, "completions/mean_length": 100 - s, "completions/clipped_ratio": 0.1,
+     "entropy": 1.0 - 0.05 * s, "learning_rate": 1e-5, "grad_norm": 0.5}
+    for s in range(1, 5)
+] + [{"step": 4, "eval_reward": 0.3}, {"step": 4, "train_runtime": 12.0, "train_loss": 0.02}]
+
+
+def records_from(cases: list[dict]) -> list[dict]:
+    examples = [Example(c["prompt_id"], f"problem {c['prompt_id']}", c["gold"], c["source"], "prompt") for c in cases]
+    gens = [{"text": c["response"], "num_tokens": len(c["response"].split()), "truncated": c["truncated"]}
+            for c in cases]
+    return score(examples, gens)
+
+
+# ------------------------------------------------------------------------------------------ categorisation
+@pytest.mark.parametrize("case", CASES, ids=[c["note"] for c in CASES])
+def test_categories_on_fixture_responses(case):
+    (rec,) = records_from([case])
+    assert (rec["category"], rec["format_reason"]) == (case["category"], case["format_reason"])
+    # the reward the trainer optimised agrees with the category
+    assert rec["reward"] == float(rec["category"] == "correct")
+    assert rec["format_reward"] == float(rec["category"] != "format_failure")
+    assert rec["prompt_id"] == case["prompt_id"] and rec["gold"] == case["gold"]
+
+
+def test_record_fields():
+    (rec,) = records_from(CASES[:1])
+    assert set(rec) >= {"prompt_id", "source", "response", "answer", "gold", "category", "format_reason",
+                        "num_tokens", "truncated"}
+    assert rec["answer"] == "5"
+
+
+# ------------------------------------------------------------------------------------------------- summary
+def test_summary_arithmetic_on_fixtures():
+    s = summarize(records_from(CASES))
+    expected = {c: sum(case["category"] == c for case in CASES) for c in CATEGORIES}
+    total = len(CASES)
+    assert s["total_samples"] == total
+    assert (s["category_1_correct"], s["category_2_wrong_answer"], s["category_3_format_failure"]) == (
+        expected["correct"], expected["wrong_answer"], expected["format_failure"])
+    assert sum(s["categories"][c]["count"] for c in CATEGORIES) == total
+    assert sum(s["categories"][c]["percent"] for c in CATEGORIES) == pytest.approx(100.0)
+    for c in CATEGORIES:
+        assert s["categories"][c]["percent"] == pytest.approx(100 * expected[c] / total)
+    assert s["accuracy"] == pytest.approx(expected["correct"] / total)
+    assert s["format_accuracy"] == pytest.approx((expected["correct"] + expected["wrong_answer"]) / total)
+    # the source breakdown partitions the samples
+    sb = s["source_breakdown"]
+    assert sum(b["total"] for b in sb.values()) == total
+    for c in CATEGORIES:
+        assert sum(b[c] for b in sb.values()) == expected[c]
+    for src, b in sb.items():
+        assert b["total"] == sum(case["source"] == src for case in CASES)
+        assert b["total"] == sum(b[c] for c in CATEGORIES)
+        assert b["accuracy"] == pytest.approx(b["correct"] / b["total"])
+    reasons = [case["format_reason"] for case in CASES if case["format_reason"]]
+    assert s["format_failure_reasons"] == {r: reasons.count(r) for r in set(reasons)}
+    lo, hi = s["accuracy_ci95"]
+    assert 0 <= lo <= s["accuracy"] <= hi <= 1
+    assert s["truncation_rate"] == pytest.approx(sum(c["truncated"] for c in CASES) / total)
+    assert "pass_at_k" not in s
+    text = format_report(s)
+    assert "accuracy" in text and "wrong_answer" in text and "olympiads" in text and "truncated" in text
+
+
+def test_summary_with_n_samples_per_problem():
+    # problem 0: 2 of 4 correct, problem 1: 0 of 4, problem 2: 4 of 4
+    outcomes = {0: [1, 0, 1, 0], 1: [0, 0, 0, 0], 2: [1, 1, 1, 1]}
+    records = [{"prompt_id": pid, "source": "s", "category": "correct" if ok else "wrong_answer",
+                "format_reason": None, "num_tokens": 10 + ok, "truncated": False}
+               for pid, oks in outcomes.items() for ok in oks]
+    s = summarize(records, n=4)
+    assert (s["total_samples"], s["num_problems"]) == (12, 3)
+    assert s["accuracy"] == pytest.approx(6 / 12)
+    assert s["pass_at_k"]["1"] == pytest.approx(s["accuracy"])  # pass@1 is the mean accuracy
+    assert s["pass_at_k"]["2"] == pytest.approx((1 - 1 / 6 + 0 + 1) / 3)
+    assert s["pass_at_k"]["4"] == pytest.approx(2 / 3)  # any of the 4 samples right
+    assert list(s["pass_at_k"]) == ["1", "2", "4"]
+    assert s["mean_response_tokens"]["correct"] == 11 and s["mean_response_tokens"]["wrong_answer"] == 10
+    assert "not independent" in s["ci_method"]
+
+
+@pytest.mark.parametrize("n,c,k,expected", [
+    (4, 0, 1, 0.0),  # nothing correct
+    (4, 4, 3, 1.0),  # everything correct
+    (4, 1, 1, 0.25),  # pass@1 = c / n
+    (4, 3, 2, 1.0),  # fewer than k wrong samples: a correct one is always drawn
+    (5, 2, 2, 0.7),  # 1 - C(3,2)/C(5,2)
+])
+def test_pass_at_k(n, c, k, expected):
+    assert pass_at_k(n, c, k) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("successes,total", [(0, 10), (10, 10), (40, 100), (1, 3), (2023, 5000)])
+def test_wilson_interval_contains_estimate(successes, total):
+    lo, hi = wilson_interval(successes, total)
+    assert 0.0 <= lo <= successes / total <= hi <= 1.0
+    assert hi - lo < 1.0
+
+
+# --------------------------------------------------------------------------------------------------- plots
+def is_png(path: Path) -> bool:
+    data = path.read_bytes()
+    if not data.startswith(PNG_MAGIC):
+        return False
+    width, height = struct.unpack(">II", data[16:24])  # IHDR
+    return len(data) > 1000 and width > 100 and height > 100
+
+
+def test_plots_written(tmp_path):
+    s = summarize(records_from(CASES))
+    plot_by_source(s, tmp_path / "by_source.png")
+    assert is_png(tmp_path / "by_source.png")
+    assert plot_training_curves(LOG_HISTORY, tmp_path / "curves.png")
+    assert is_png(tmp_path / "curves.png")
+    assert not plot_training_curves([{"train_runtime": 1.0}], tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+
+
+# ------------------------------------------------------------------------------------ generation bookkeeping
+@pytest.mark.parametrize("text,tail,max_tokens,expected", [
+    # stopped at </answer>, the rest of the row is padding (pad == EOS here): not truncated
+    ("a </think> <answer> 5 </answer>", ["eos"] * 3, 64, ("a </think> <answer> 5 </answer>", 0, False)),
+    # ran out of tokens mid-reasoning: truncated
+    ("thinking and thinking", [], None, ("thinking and thinking", 0, True)),
+    # the model ended with EOS before max_tokens: not truncated, the EOS counts as a token (as in vLLM)
+    ("short answer", ["eos", "eos"], 64, ("short answer", 1, False)),
+    # a stop string followed by more text in the same row: cut right after </answer>
+    ("x </think> <answer>5</answer> more", [], 64, ("x </think> <answer>5</answer>", None, False)),
+])
+def test_finish_cuts_and_counts(tiny_model, text, tail, max_tokens, expected):
+    from train.evaluation import _finish
+    from train.models import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_model))
+    ids = tok(text)["input_ids"]
+    row = ids + [tok.eos_token_id] * len(tail)
+    got = _finish(row, tok, {tok.eos_token_id}, {tok.eos_token_id, tok.pad_token_id}, max_tokens or len(ids))
+    want_text, extra_tokens, want_truncated = expected
+    assert (got["text"], got["truncated"]) == (want_text, want_truncated)
+    if extra_tokens is not None:
+        assert got["num_tokens"] == len(ids) + extra_tokens
+
+
+# ------------------------------------------------------------------------------------ evaluate() end to end
+def tiny_config(tmp_path: Path, tiny_model: Path, tiny_data: Path, **extra) -> Path:
+    data = {
+        "model": {"name_or_path": str(tiny_model)},
+        "data": {"path": str(tiny_data), "eval_holdout": 6},
+        "training": {"output_dir": str(tmp_path / "run"), "seed": 0},
+        "vllm": {"use_vllm": False},
+        "evaluation": {"max_tokens": 16, "batch_size": 6, "use_vllm": False},
+        "logging": {"wandb": "off"},
+    }
+    for key, value in extra.items():
+        section, name = key.split("__")
+        data[section][name] = value
+    path = tmp_path / "eval.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def heldout(cfg):
+    from train.data import build_splits, load_rows
+
+    return build_splits(cfg, load_rows(cfg.data)).heldout
+
+
+def test_evaluate_writes_everything(tmp_path, tiny_model, tiny_data, capsys):
+    cfg = load_config(tiny_config(tmp_path, tiny_model, tiny_data), ["evaluation.n=2"])
+    examples = heldout(cfg)
+    out = tmp_path / "eval"
+    summary = evaluate(cfg, str(tiny_model), examples, out, log_history=LOG_HISTORY,
+                       heldout_ids_file=tmp_path / "heldout_ids.json")
+    assert summary["total_samples"] == 2 * len(examples) == 12
+    on_disk = json.loads((out / "eval_summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    for key in ("timestamp", "model_path", "total_samples", "accuracy", "format_accuracy", "category_1_correct",
+                "category_2_wrong_answer", "category_3_format_failure", "source_breakdown", "accuracy_ci95",
+                "pass_at_k", "versions", "device", "wall_time_s", "sampling", "dataset"):
+        assert key in on_disk, key
+    assert on_disk["sampling"]["backend"] == "transformers" and on_disk["device"] == "cpu"
+    assert on_disk["dataset"]["heldout_ids_file"].endswith("heldout_ids.json")
+    samples = [json.loads(line) for line in (out / "eval_samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 12
+    assert {s["prompt_id"] for s in samples} == {e.id for e in examples}
+    assert all(0 < s["num_tokens"] <= 16 for s in samples)
+    # a random tiny model never closes </answer>: a 16-token response is truncated, a shorter one hit EOS
+    assert all(s["truncated"] == (s["num_tokens"] == 16) for s in samples)
+    assert is_png(out / "eval_by_source.png") and is_png(out / "training_curves.png")
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "format_failure" in printed and "source" in printed
+
+
+def test_generation_is_seeded(tmp_path, tiny_model, tiny_data):
+    cfg = load_config(tiny_config(tmp_path, tiny_model, tiny_data), ["evaluation.max_samples=3"])
+    examples = heldout(cfg)
+    a = evaluate(cfg, str(tiny_model), examples, tmp_path / "a")
+    evaluate(cfg, str(tiny_model), examples, tmp_path / "b")
+    assert (tmp_path / "a/eval_samples.jsonl").read_text() == (tmp_path / "b/eval_samples.jsonl").read_text()
+    assert a["total_samples"] == 3 and not (tmp_path / "a/training_curves.png").exists()
+
+
+def test_vllm_path_with_a_fake_engine(tmp_path, tiny_model, tiny_data, monkeypatch):
+    """The vLLM glue on CPU: a stand-in `vllm` module with the API the code uses (the real engine runs on GPU)."""
+    import sys
+    import types
+
+    import train.models
+
+    made = {}
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    class LLM:
+        def __init__(self, **kw):
+            made["llm"] = kw
+
+        def generate(self, prompts, params, use_tqdm=True):
+            made["params"] = params
+            done = types.SimpleNamespace(text="Add. </think> <answer>5</answer>", token_ids=[7] * 9,
+                                         finish_reason="stop")
+            return [types.SimpleNamespace(outputs=[done] + [
+                types.SimpleNamespace(text="and so on", token_ids=[7] * p.max_tokens, finish_reason="length")
+            ] * (p.n - 1)) for p in params]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    monkeypatch.setattr(train.models, "has_gpu", lambda: True)
+    cfg = load_config(tiny_config(tmp_path, tiny_model, tiny_data), ["evaluation.use_vllm=true", "evaluation.n=2"])
+    examples = [Example(1, "What is 2 + 3?", "5", "amc", "What is 2 + 3? Assistant: <think>"),
+                Example(2, "long", "5", "amc", "many words " * 1500)]  # longer than the model's 1024 positions
+    summary = evaluate(cfg, str(tiny_model), examples, tmp_path / "eval")
+
+    assert summary["sampling"]["backend"] == "vllm"
+    assert made["llm"]["max_model_len"] == 1024 and made["llm"]["dtype"] == "bfloat16"
+    (params,) = made["params"]  # the over-long prompt is not sent
+    assert (params.n, params.max_tokens, params.stop, params.include_stop_str_in_output) == (2, 16, ["</answer>"], True)
+    assert (params.temperature, params.top_p, params.min_tokens, params.seed) == (1.0, 1.0, 4, 0)
+    samples = [json.loads(line) for line in (tmp_path / "eval/eval_samples.jsonl").read_text().splitlines()]
+    got = [(r["prompt_id"], r["category"], r["format_reason"], r["num_tokens"], r["truncated"]) for r in samples]
+    assert got == [(1, "correct", None, 9, False), (1, "format_failure", "truncated", 16, True),
+                   (2, "format_failure", "truncated", 0, True), (2, "format_failure", "truncated", 0, True)]
+
+
+# ---------------------------------------------------------------------------------------- standalone command
+def test_standalone_command(tmp_path, tiny_model, tiny_data):
+    from step3_GRPO.evaluate import main
+
+    config = tiny_config(tmp_path, tiny_model, tiny_data)
+    # a "run" folder: the model as final_model, with the trainer state and held-out ids the trainer writes
+    run = tmp_path / "run"
+    model = run / "final_model"
+    model.mkdir(parents=True)
+    for f in tiny_model.iterdir():
+        (model / f.name).write_bytes(f.read_bytes())
+    (model / "trainer_state.json").write_text(json.dumps({"log_history": LOG_HISTORY}))
+    cfg = load_config(config)
+    (run / "heldout_ids.json").write_text(json.dumps({"data": cfg.data.path, "ids": [e.id for e in heldout(cfg)]}))
+
+    assert main(["--config", str(config)]) == 0  # default --model: <output_dir>/final_model
+    summary = json.loads((model / "eval/eval_summary.json").read_text())
+    assert summary["total_samples"] == 6 and summary["model_path"] == str(model)
+    assert summary["dataset"]["heldout_ids_file"] == str(run / "heldout_ids.json")
+    assert is_png(model / "eval/training_curves.png")
+
+    out = tmp_path / "base-eval"
+    greedy = ["evaluation.max_samples=2", "evaluation.temperature=0"]
+    assert main(["--config", str(config), "--model", "base", "--output-dir", str(out), *greedy]) == 0
+    base = json.loads((out / "eval_summary.json").read_text())
+    assert base["total_samples"] == 2 and base["sampling"]["temperature"] == 0
+    assert not (out / "training_curves.png").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "/nonexistent/model"], "--model: /nonexistent/model not found"),
+    (["evaluation.nn=2"], "unknown key 'evaluation.nn'"),
+])
+def test_standalone_command_errors(tmp_path, tiny_model, tiny_data, capsys, args, message):
+    from step3_GRPO.evaluate import main
+
+    config = tiny_config(tmp_path, tiny_model, tiny_data)
+    assert main(["--config", str(config), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_standalone_command_rejects_another_heldout_split(tmp_path, tiny_model, tiny_data, capsys):
+    from step3_GRPO.evaluate import main
+
+    config = tiny_config(tmp_path, tiny_model, tiny_data)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/heldout_ids.json").write_text(json.dumps({"data": str(tiny_data), "ids": [0, 1]}))
+    assert main(["--config", str(config), "--model", "base"]) == 2
+    assert "held-out split differs" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------- wandb
+def wandb_records(path: Path):
+    """The records of a `.wandb` transaction log (wandb's LevelDB-style log: 32 KiB blocks of chunks)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, buf = 7, 32768, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if pos + 7 + length > len(data):  # a chunk still being written
+            return
+        buf += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST chunk: a record is complete
+            record = pb.Record()
+            record.ParseFromString(buf)
+            buf = b""
+            yield record
+
+
+def test_wandb_offline_run_holds_eval_metrics(tmp_path, tiny_model, tiny_data, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = load_config(tiny_config(tmp_path, tiny_model, tiny_data, logging__wandb="offline"),
+                      ["evaluation.max_samples=3"])
+    summary = evaluate(cfg, str(tiny_model), heldout(cfg), tmp_path / "eval")
+    (log,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")  # under WANDB_DIR
+    # wandb's service may still be flushing the log when finish() returns: wait for the run's exit record
+    deadline = time.time() + 30
+    while not any(r.WhichOneof("record_type") == "exit" for r in wandb_records(log)) and time.time() < deadline:
+        time.sleep(0.2)
+    history = {}
+    for record in wandb_records(log):
+        if record.WhichOneof("record_type") == "history":
+            # wandb-core writes "eval/accuracy" as nested_key ["eval/accuracy"], a table field as [name, field]
+            history.update({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                            for item in record.history.item})
+    assert history["eval/accuracy"] == pytest.approx(summary["accuracy"])
+    assert history["eval/format_accuracy"] == pytest.approx(summary["format_accuracy"])
+    assert history["eval/format_failure"] == summary["category_3_format_failure"]
+    assert history["eval/total_samples"] == 3
+    assert history["eval/by_source/_type"] == history["eval/samples/_type"] == "table-file"
+    assert history["eval/by_source/nrows"] == len(summary["source_breakdown"])
+    assert history["eval/samples/nrows"] == 3
