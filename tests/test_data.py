@@ -113,3 +113,16 @@ def test_trl_dataset_columns(tiny_data):
     ds = to_trl_dataset(build_splits(cfg, load_rows(cfg.data)).train)
     assert set(ds.column_names) == {"prompt", "solution", "source"}
     assert ds[0]["prompt"].endswith("Assistant: <think>")
+
+
+def test_trl_rows_are_gradable_by_the_real_reward(tiny_data):
+    """What the trainer feeds the reward must grade: a right answer scores 1, a wrong one 0, never None."""
+    from train.rewards_math import answer_reward
+
+    cfg = cfg_for(tiny_data)
+    examples = build_splits(cfg, load_rows(cfg.data)).train[:5]
+    ds = to_trl_dataset(examples)
+    right = [f"ok </think> <answer>{e.gold}</answer>" for e in examples]
+    wrong = [f"ok </think> <answer>{int(e.gold) + 1}</answer>" for e in examples]
+    assert answer_reward(right, ds["solution"]) == [1.0] * 5
+    assert answer_reward(wrong, ds["solution"]) == [0.0] * 5

@@ -25,6 +25,7 @@ class Example:
     gold: str  # extracted gold answer
     source: str
     prompt: str
+    solution: str = ""  # the dataset's solution text; the reward extracts the gold from it again
 
 
 @dataclass
@@ -83,12 +84,13 @@ def build_splits(cfg: Config, rows: list[dict], tokenizer=None) -> Splits:
     template = load_template(d)
     examples = []
     for i, row in enumerate(rows):
-        gold = extract_gold(str(row[d.solution_column] or ""))
+        solution = str(row[d.solution_column] or "")
+        gold = extract_gold(solution)
         if gold is None:
             continue
         source = str(row[d.source_column]) if d.source_column else "all"
         problem = str(row[d.problem_column])
-        examples.append(Example(i, problem, gold, source, render(template, problem)))
+        examples.append(Example(i, problem, gold, source, render(template, problem), solution))
     stats = {"rows": len(rows), "dropped_no_gold": len(rows) - len(examples)}
     if d.eval_holdout >= len(examples):
         raise ConfigError(f"data.eval_holdout={d.eval_holdout} leaves nothing to train on ({len(examples)} rows "
@@ -127,11 +129,13 @@ def write_heldout_ids(splits: Splits, cfg: Config, out_dir: Path) -> Path:
 
 
 def to_trl_dataset(examples: list[Example]):
-    """TRL's GRPOTrainer reads `prompt`; the other columns reach the reward functions as keyword arguments."""
+    """TRL's GRPOTrainer reads `prompt`; the other columns reach the reward functions as keyword arguments.
+    `solution` is the dataset's text, not the extracted answer: the reward extracts the gold itself (its
+    `None` for an unextractable gold must stay meaningful, and a bare answer like `12` is not a solution)."""
     import datasets
 
     return datasets.Dataset.from_dict({
         "prompt": [e.prompt for e in examples],
-        "solution": [e.gold for e in examples],
+        "solution": [e.solution for e in examples],
         "source": [e.source for e in examples],
     })
