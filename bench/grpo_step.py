@@ -183,6 +183,12 @@ def worker(args) -> None:
         self.add_callback(StepTimer())
 
     trl.GRPOTrainer.__init__ = init_with_timer
+
+    def skip_weights(self, output_dir=None, _internal_call=False):
+        # a benchmark's trained random weights are worth nothing; 3-6 GB per variant filled the GPU machine's disk
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+
+    trl.GRPOTrainer.save_model = skip_weights
     rc = tt.run(str(ROOT / "config/grpo_config.yaml"), args.overrides)
     Path(args.result).write_text(json.dumps({"rc": rc, "steps": steps}))
 
@@ -248,8 +254,8 @@ def main() -> int:
                                         "steps": steps_log}
         brief = {k: v for k, v in results["variants"][variant].items() if k != "steps"}
         print(f"[bench] {variant}: {json.dumps(brief)}", flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
+        if args.out:  # after every variant, so a run cut short keeps what it measured
+            Path(args.out).write_text(json.dumps(results, indent=1))
     print_table(results)
     return 0
 

@@ -91,7 +91,8 @@ def grpo_args(cfg: Config, world_size: int, on_gpu: bool, eval_rows: int):
     plan = plan_batch(cfg, world_size)
     use_vllm = v.use_vllm and on_gpu
     periodic = ev.every_steps > 0 and eval_rows > 0
-    bf16 = on_gpu and cfg.model.dtype in ("auto", "bfloat16")
+    # bf16 autocast on GPU as TRL does by default (also over float32 weights); plain float32 on CPU
+    bf16 = on_gpu and cfg.model.dtype != "float16"
     return plan, GRPOConfig(
         output_dir=str(Path(t.output_dir).expanduser()),
         max_steps=t.max_steps,
@@ -107,7 +108,7 @@ def grpo_args(cfg: Config, world_size: int, on_gpu: bool, eval_rows: int):
         seed=t.seed,
         data_seed=t.seed,
         bf16=bf16,
-        fp16=False,
+        fp16=on_gpu and cfg.model.dtype == "float16",
         per_device_train_batch_size=plan.per_device_train_batch_size,
         gradient_accumulation_steps=plan.gradient_accumulation_steps,
         steps_per_generation=plan.steps_per_generation,

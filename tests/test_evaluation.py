@@ -4,6 +4,7 @@ standalone command on the tiny model (CPU), wandb offline, plots."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 import time
 from pathlib import Path
@@ -270,7 +271,9 @@ def test_vllm_path_with_a_fake_engine(tmp_path, tiny_model, tiny_data, monkeypat
     assert made["llm"]["max_model_len"] == 1024 and made["llm"]["dtype"] == "bfloat16"
     (params,) = made["params"]  # the over-long prompt is not sent
     assert (params.n, params.max_tokens, params.stop, params.include_stop_str_in_output) == (2, 16, ["</answer>"], True)
-    assert (params.temperature, params.top_p, params.min_tokens, params.seed) == (1.0, 1.0, 4, 0)
+    assert (params.temperature, params.top_p, params.min_tokens) == (1.0, 1.0, 4)
+    assert made["llm"]["seed"] == 0 and not hasattr(params, "seed")  # one engine seed, no per-request seeds
+    assert os.environ["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"  # forking after CUDA init fails
     samples = [json.loads(line) for line in (tmp_path / "eval/eval_samples.jsonl").read_text().splitlines()]
     got = [(r["prompt_id"], r["category"], r["format_reason"], r["num_tokens"], r["truncated"]) for r in samples]
     assert got == [(1, "correct", None, 9, False), (1, "format_failure", "truncated", 16, True),

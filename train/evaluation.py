@@ -122,8 +122,11 @@ def generate_vllm(cfg: Config, model_path: str, prompts: list[str]) -> list[dict
     import torch
     from vllm import LLM, SamplingParams
 
-    from train.models import load_tokenizer
+    from train.models import inference_dtype, load_tokenizer
 
+    # The engine's worker process must be spawned: forking after this process touched CUDA (the trainer did,
+    # and so does any torch.cuda query) fails with "Cannot re-initialize CUDA in forked subprocess".
+    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     ev, seed = cfg.evaluation, cfg.training.seed
     # Held-out prompts are not length-filtered (the split must not depend on the tokenizer), so the context
     # is sized for the longest prompt, capped by the model's own context; a prompt that leaves less than
@@ -136,12 +139,14 @@ def generate_vllm(cfg: Config, model_path: str, prompts: list[str]) -> list[dict
         budget = min(ev.max_tokens, max_model_len - n_prompt)
         params.append(SamplingParams(n=ev.n, temperature=ev.temperature, top_p=ev.top_p,
                                      max_tokens=max(budget, 1), stop=[STOP], include_stop_str_in_output=True,
-                                     min_tokens=min(MIN_NEW_TOKENS, max(budget, 1)), seed=seed))
+                                     min_tokens=min(MIN_NEW_TOKENS, max(budget, 1))))
+    # No per-request seed: vLLM samples each seeded request with its own generator (a slower path); the
+    # engine's global seed below already makes a run reproducible for the same prompts and settings.
     fits = [i for i, n_prompt in enumerate(lengths) if n_prompt < max_model_len]
     if len(fits) < len(prompts):
         print(f"[eval] {len(prompts) - len(fits)} prompt(s) longer than the model's context ({context}); "
               "they count as truncated format failures", flush=True)
-    dtype = "bfloat16" if cfg.model.dtype == "auto" else cfg.model.dtype
+    dtype = inference_dtype(cfg.model.dtype)
     llm = LLM(model=model_path, gpu_memory_utilization=ev.gpu_memory_utilization, seed=seed, dtype=dtype,
               max_model_len=max_model_len)
     outputs = llm.generate([prompts[i] for i in fits], [params[i] for i in fits], use_tqdm=True)
@@ -173,12 +178,12 @@ def generate_transformers(cfg: Config, model_path: str, prompts: list[str]) -> l
     import transformers
     from tqdm import tqdm
 
-    from train.models import has_gpu, load_policy, load_tokenizer
+    from train.models import has_gpu, inference_dtype, load_policy, load_tokenizer
 
     ev = cfg.evaluation
     transformers.set_seed(cfg.training.seed)
     tok = load_tokenizer(model_path)  # left padding
-    model = load_policy(model_path, cfg.model.dtype).eval()
+    model = load_policy(model_path, inference_dtype(cfg.model.dtype)).eval()
     if has_gpu():
         model = model.cuda()
     eos_ids = set(_as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id} - {None}

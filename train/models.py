@@ -15,12 +15,17 @@ def has_gpu() -> bool:
 
 
 def torch_dtype(name: str):
-    """`auto` is bfloat16 on GPU and float32 on CPU, where bf16 matmuls are slow and fp32 costs only memory."""
     import torch
 
-    if name == "auto":
-        return torch.bfloat16 if has_gpu() else torch.float32
     return getattr(torch, name)
+
+
+def inference_dtype(name: str) -> str:
+    """Generation needs no float32 master weights: bf16 on GPU (fp16 if asked), float32 on CPU where bf16
+    matmuls are slow."""
+    if name == "float16":
+        return name
+    return "bfloat16" if has_gpu() else "float32"
 
 
 def check_model_source(cfg: ModelConfig) -> None:
