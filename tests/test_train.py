@@ -56,7 +56,7 @@ def weights(path: Path) -> dict:
 
 
 def test_train_end_to_end(tmp_path, tiny_model, tiny_data, varied_reward):
-    cfg = config(tmp_path, tiny_model, tiny_data)
+    cfg = config(tmp_path, tiny_model, tiny_data, evaluation={"every_steps": 2, "periodic_samples": 4})
     assert main(["--config", str(cfg)]) == 0
     out = tmp_path / "out"
     before, after = weights(tiny_model), weights(out / "final_model")
@@ -70,6 +70,7 @@ def test_train_end_to_end(tmp_path, tiny_model, tiny_data, varied_reward):
     assert summary["total_samples"] == 6
     history = json.loads((out / "final_model" / "trainer_state.json").read_text())["log_history"]
     assert any("rewards/format_reward/mean" in h for h in history)  # the real format reward is logged
+    assert any("eval_rewards/answer_reward/mean" in h for h in history)  # the periodic held-out evaluation
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path, tiny_model, tiny_data, varied_reward):
@@ -145,3 +146,42 @@ def test_launcher_passes_arguments_and_exit_status(tmp_path):
     r = subprocess.run([str(ROOT / "launch_trl.sh"), "1", "--config", str(bad)], capture_output=True, text=True,
                        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
     assert r.returncode == 2 and "group_size' must be at least 2" in r.stderr
+
+
+# (launcher arguments, the command it must build): one row per way users launch.
+LAUNCHES = [
+    (["1", "a.b=1"], ["train_trl.py", "a.b=1"]),  # one GPU: plain python, no accelerate
+    (["2", "--config", "c.yaml"], ["accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+                                   "train_trl.py", "--config", "c.yaml"]),  # N GPUs: accelerate
+    (["1", "--accelerate-config", "config/accelerate/zero3.yaml"],
+     ["--num_processes", "1", "--config_file", "config/accelerate/zero3.yaml"]),  # engine config on 1 GPU
+    (["8", "--num-machines", "2", "--machine-rank", "1", "--main-process-ip", "10.1.2.3", "--main-process-port",
+      "29600", "--accelerate-config", "config/accelerate/fsdp2.yaml"],
+     ["--num_processes", "16", "--num_machines", "2", "--main_process_port", "29600", "--machine_rank", "1",
+      "--main_process_ip", "10.1.2.3", "--config_file", "config/accelerate/fsdp2.yaml"]),  # two nodes
+]
+
+
+@pytest.mark.parametrize("args,expected", LAUNCHES, ids=["1gpu", "2gpu", "engine-config", "multi-node"])
+def test_launcher_builds_the_command(args, expected):
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args, "--dry-run"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    words = [w.rsplit("/", 1)[-1] if w.endswith(".py") else w for w in r.stdout.split()]
+    it = iter(words)
+    assert all(any(w == e for w in it) for e in expected), words  # in this order
+
+
+@pytest.mark.parametrize("args,message", [
+    (["2", "--num-machines", "2"], "needs --machine-rank and --main-process-ip"),  # half a multi-node command
+    (["2", "--accelerate-config", "nope.yaml"], "accelerate config nope.yaml not found"),
+    (["0"], "NUM_GPUS must be at least 1"),
+])
+def test_launcher_rejects_bad_launches(args, message):
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args, "--dry-run"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and message in r.stderr
+
+
+@pytest.mark.parametrize("name", ["ddp", "fsdp2", "zero2", "zero3"])
+def test_accelerate_configs_parse(name):
+    cfg = yaml.safe_load((ROOT / "config/accelerate" / f"{name}.yaml").read_text())
+    assert cfg["mixed_precision"] == "bf16" and cfg["distributed_type"] in ("MULTI_GPU", "FSDP", "DEEPSPEED")
