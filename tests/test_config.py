@@ -142,6 +142,13 @@ def test_batch_plan(shape, expected):
     assert plan.per_device_train_batch_size * plan.gradient_accumulation_steps * w == p * g
 
 
+def test_tensor_parallel_must_divide_the_world():
+    cfg = load_config(None, ["vllm.tensor_parallel_size=2"])
+    assert plan_batch(cfg, 4).per_device_rollouts == 64
+    with pytest.raises(ConfigError, match="tensor_parallel_size=2 does not divide the 3 training processes"):
+        plan_batch(load_config(None, ["vllm.tensor_parallel_size=2", "training.prompts_per_step=24"]), 3)
+
+
 @pytest.mark.parametrize("shape,pattern", [
     ((3, 3, 3, 2), r"9\) do not split over 2 GPUs"),  # 9 rollouts cannot split over 2 GPUs
     ((4, 6, 5, 1), r"24 rollouts per step, not a multiple of training.micro_batch_size=5"),

@@ -185,3 +185,17 @@ def test_launcher_rejects_bad_launches(args, message):
 def test_accelerate_configs_parse(name):
     cfg = yaml.safe_load((ROOT / "config/accelerate" / f"{name}.yaml").read_text())
     assert cfg["mixed_precision"] == "bf16" and cfg["distributed_type"] in ("MULTI_GPU", "FSDP", "DEEPSPEED")
+
+
+def test_two_processes_train_the_same_global_batch(tmp_path, tiny_model, tiny_data):
+    """N processes (torchrun, gloo on CPU) split each step's rollouts; rank 0 alone writes and evaluates."""
+    cfg = config(tmp_path, tiny_model, tiny_data)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        str(ROOT / "step3_GRPO/train_trl.py"), "--config", str(cfg)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "rollouts_per_step=8, per_device_rollouts=4" in r.stdout and "on 2 process(es)" in r.stdout
+    assert r.stdout.count("[grpo] saved") == 1 and r.stdout.count("[eval] wrote") == 1  # rank 0 only
+    out = tmp_path / "out"
+    assert json.loads((out / "final_model" / "trainer_state.json").read_text())["global_step"] == 2
+    assert json.loads((out / "eval_summary.json").read_text())["total_samples"] == 6

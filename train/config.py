@@ -295,6 +295,10 @@ def plan_batch(cfg: Config, world_size: int) -> BatchPlan:
     16
     """
     t, g = cfg.training, cfg.grpo
+    tp = cfg.vllm.tensor_parallel_size
+    if cfg.vllm.use_vllm and world_size % tp:
+        raise ConfigError(f"vllm.tensor_parallel_size={tp} does not divide the {world_size} training processes: "
+                          f"each colocated vLLM engine spans {tp} of them; pick a divisor of {world_size}")
     rollouts = t.prompts_per_step * g.group_size
     if rollouts % world_size:
         raise ConfigError(
