@@ -31,8 +31,6 @@ if __package__ in (None, ""):  # run as a script: make the project's `train` pac
 from train.config import Config, ConfigError, dump_yaml, load_config, plan_batch, resolve_path  # noqa: E402
 
 DEFAULT_CONFIG = "config/grpo_config.yaml"
-STOP = "</answer>"  # the r1_zero protocol ends an answer here; generation stops and keeps it
-MIN_NEW_TOKENS = 4
 DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK",
             "ROLE_RANK", "ROLE_WORLD_SIZE", "GROUP_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "ACCELERATE_MIXED_PRECISION")
 
@@ -76,7 +74,10 @@ def prepare_output_dir(cfg: Config) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ trainer
 def generation_kwargs(use_vllm: bool) -> dict:
-    """Stop at `</answer>` (kept in the text) after at least 4 tokens, in whichever engine generates."""
+    """Stop at `</answer>` (kept in the text) after at least 4 tokens, in whichever engine generates: the same
+    protocol as the final evaluation."""
+    from train.evaluation import MIN_NEW_TOKENS, STOP
+
     if use_vllm:
         return {"stop": [STOP], "include_stop_str_in_output": True, "min_tokens": MIN_NEW_TOKENS}
     return {"stop_strings": [STOP], "min_new_tokens": MIN_NEW_TOKENS}

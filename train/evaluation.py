@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from train.config import Config
+from train.models import inference_dtype
 
 if TYPE_CHECKING:
     from train.data import Example
 
-STOP = "</answer>"  # the r1_zero answer ends here: generation stops and keeps it (as the trainer's rollouts)
-MIN_NEW_TOKENS = 4  # as the trainer: an immediate EOS is not an answer
+STOP = "</answer>"  # the r1_zero answer ends here: generation stops and keeps it (the trainer's rollouts too)
+MIN_NEW_TOKENS = 4  # an immediate EOS is not an answer
 CATEGORIES = ("correct", "wrong_answer", "format_failure")
 WANDB_SAMPLE_ROWS = 500  # samples shown in the wandb table; every sample is in eval_samples.jsonl
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -77,7 +78,7 @@ def evaluate(cfg: Config, model_path: str, examples: list[Example], out_dir: Pat
                     "num_problems": len(examples), "seed": cfg.training.seed},
         "sampling": {"backend": backend, "n": ev.n, "temperature": ev.temperature, "top_p": ev.top_p,
                      "top_k": 0, "max_tokens": ev.max_tokens, "min_tokens": MIN_NEW_TOKENS, "stop": [STOP],
-                     "seed": cfg.training.seed, "dtype": cfg.model.dtype},
+                     "seed": cfg.training.seed, "dtype": inference_dtype(cfg.model.dtype)},
         "versions": versions(),
         "device": device_name(),
     }
@@ -122,7 +123,7 @@ def generate_vllm(cfg: Config, model_path: str, prompts: list[str]) -> list[dict
     import torch
     from vllm import LLM, SamplingParams
 
-    from train.models import inference_dtype, load_tokenizer
+    from train.models import load_tokenizer
 
     # The engine's worker process must be spawned: forking after this process touched CUDA (the trainer did,
     # and so does any torch.cuda query) fails with "Cannot re-initialize CUDA in forked subprocess".
@@ -178,7 +179,7 @@ def generate_transformers(cfg: Config, model_path: str, prompts: list[str]) -> l
     import transformers
     from tqdm import tqdm
 
-    from train.models import has_gpu, inference_dtype, load_policy, load_tokenizer
+    from train.models import has_gpu, load_policy, load_tokenizer
 
     ev = cfg.evaluation
     transformers.set_seed(cfg.training.seed)
