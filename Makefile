@@ -25,7 +25,7 @@ quickstart: setup
 	PYTHON=$(PY) ./launch_trl.sh 1 --config config/quickstart.yaml
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --doctest-modules train step3_GRPO tests
 
 lint: setup
 	$(VENV)/bin/ruff check .

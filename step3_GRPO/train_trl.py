@@ -265,7 +265,7 @@ def final_evaluation(cfg, config_path, overrides, final_dir, heldout, heldout_fi
         free, total = torch.cuda.mem_get_info()
         util = min(cfg.evaluation.gpu_memory_utilization, free / total - 0.05)
         env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
-        env["CUDA_VISIBLE_DEVICES"] = str(torch.cuda.current_device())
+        env["CUDA_VISIBLE_DEVICES"] = this_gpu(torch.cuda.current_device())
         env.pop("WANDB_RUN_ID", None)
         cmd = [sys.executable, str(Path(__file__).with_name("evaluate.py")), "--config", str(config_path),
                "--model", str(final_dir), "--output-dir", str(final_dir.parent), *overrides,
@@ -276,6 +276,16 @@ def final_evaluation(cfg, config_path, overrides, final_dir, heldout, heldout_fi
 
     evaluate(cfg, str(final_dir), heldout, final_dir.parent, log_history=log_history, heldout_ids_file=heldout_file)
     return 0
+
+
+def this_gpu(index: int, visible: str | None = None) -> str:
+    """The physical GPU behind device `index` of this process (CUDA_VISIBLE_DEVICES may already remap it).
+
+    >>> this_gpu(1, visible="2,3")
+    '3'
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    return visible.split(",")[index].strip() if visible else str(index)
 
 
 def _as_list(x) -> list:
