@@ -263,19 +263,27 @@ def final_evaluation(cfg, config_path, overrides, final_dir, heldout, heldout_fi
         import torch
 
         free, total = torch.cuda.mem_get_info()
-        util = min(cfg.evaluation.gpu_memory_utilization, free / total - 0.05)
-        env = {k: v for k, v in os.environ.items() if k not in DIST_ENV}
-        env["CUDA_VISIBLE_DEVICES"] = this_gpu(torch.cuda.current_device())
-        env.pop("WANDB_RUN_ID", None)
-        cmd = [sys.executable, str(Path(__file__).with_name("evaluate.py")), "--config", str(config_path),
-               "--model", str(final_dir), "--output-dir", str(final_dir.parent), *overrides,
-               f"evaluation.gpu_memory_utilization={util:.3f}"]
+        # what the trainer could not give back lowers vLLM's share (vLLM refuses a share larger than free memory)
+        util = max(0.05, min(cfg.evaluation.gpu_memory_utilization, free / total - 0.05))
+        cmd, env = eval_command(config_path, overrides, final_dir, util, this_gpu(torch.cuda.current_device()))
         log("final evaluation: " + " ".join(cmd))
         return subprocess.run(cmd, env=env).returncode
     from train.evaluation import evaluate
 
     evaluate(cfg, str(final_dir), heldout, final_dir.parent, log_history=log_history, heldout_ids_file=heldout_file)
     return 0
+
+
+def eval_command(config_path, overrides, final_dir: Path, util: float, gpu: str, environ=None):
+    """The standalone evaluation of the final model on one GPU, outside the training's distributed group:
+    the same config and overrides, vLLM's share of the GPU last (the last override wins)."""
+    environ = os.environ if environ is None else environ
+    env = {k: v for k, v in environ.items() if k not in DIST_ENV and k != "WANDB_RUN_ID"}
+    env["CUDA_VISIBLE_DEVICES"] = gpu
+    cmd = [sys.executable, str(Path(__file__).with_name("evaluate.py")), "--config", str(config_path),
+           "--model", str(final_dir), "--output-dir", str(final_dir.parent), *overrides,
+           f"evaluation.gpu_memory_utilization={util:.3f}"]
+    return cmd, env
 
 
 def this_gpu(index: int, visible: str | None = None) -> str:

@@ -199,3 +199,18 @@ def test_two_processes_train_the_same_global_batch(tmp_path, tiny_model, tiny_da
     out = tmp_path / "out"
     assert json.loads((out / "final_model" / "trainer_state.json").read_text())["global_step"] == 2
     assert json.loads((out / "eval_summary.json").read_text())["total_samples"] == 6
+
+
+def test_final_eval_subprocess_leaves_the_training_group(tmp_path):
+    """On GPU the final evaluation runs evaluate.py in a fresh process: no distributed variables (vLLM would
+    join the finished training group), one physical GPU, the run's overrides, the measured vLLM share last."""
+    from step3_GRPO.train_trl import eval_command, this_gpu
+
+    environ = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "x", "LOCAL_RANK": "0", "WANDB_RUN_ID": "r",
+               "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "4,5"}
+    cmd, env = eval_command("c.yaml", ["training.seed=3"], tmp_path / "out" / "final_model", 0.4123,
+                            this_gpu(1, environ["CUDA_VISIBLE_DEVICES"]), environ)
+    assert env == {"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "5"}
+    assert cmd[1].endswith("step3_GRPO/evaluate.py")
+    assert cmd[2:] == ["--config", "c.yaml", "--model", str(tmp_path / "out" / "final_model"), "--output-dir",
+                       str(tmp_path / "out"), "training.seed=3", "evaluation.gpu_memory_utilization=0.412"]
