@@ -11,8 +11,9 @@ the update needs ~8 x params x tokens FLOPs (forward for the old log-probs, forw
 Both rates are measured on the card first.
 
 Shapes: B1 = 8 prompts x 8 completions x 512 tokens; B2 = 32 x 8 x 1024 (the recipe's 256 rollouts).
-Variants: `ours` (the YAML defaults), `trl_default` (TRL's defaults with vLLM colocate: float32 weights with
-bf16 autocast, sleep mode off, no gradient checkpointing, dapo loss), `no_vllm` (transformers generation).
+Variants: `ours` (the YAML defaults), one change at a time from it (`sleep_off`, `ckpt_off`, `bf16_weights`,
+`sleep_ckpt_off`), `trl_default` (TRL's defaults with vLLM colocate: float32 weights with bf16 autocast,
+sleep mode off, no gradient checkpointing, dapo loss), `no_vllm` (transformers generation).
 Extra `key=value` config overrides after `--` apply to every variant, e.g. `-- vllm.gpu_memory_utilization=0.4`.
 """
 
@@ -33,6 +34,11 @@ sys.path.insert(0, str(ROOT))
 SHAPES = {"B1": (8, 8, 512), "B2": (32, 8, 1024)}  # prompts per step, group size, completion tokens
 VARIANTS = {
     "ours": [],
+    # one change at a time against `ours`, to attribute the difference to TRL's defaults
+    "sleep_off": ["vllm.enable_sleep_mode=false"],
+    "ckpt_off": ["training.gradient_checkpointing=false"],
+    "bf16_weights": ["model.dtype=bfloat16"],
+    "sleep_ckpt_off": ["vllm.enable_sleep_mode=false", "training.gradient_checkpointing=false"],
     "trl_default": ["model.dtype=float32", "vllm.enable_sleep_mode=false", "training.gradient_checkpointing=false",
                     "grpo.loss_type=dapo", "training.optim=adamw_torch"],
     "no_vllm": ["vllm.use_vllm=false"],
