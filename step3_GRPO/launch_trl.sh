@@ -6,9 +6,12 @@
 #   --config FILE            training YAML (default: config/grpo_config.yaml)
 #   --accelerate-config FILE an accelerate config passed through (config/accelerate/{ddp,fsdp2,zero2,zero3}.yaml)
 #   --num-machines N --machine-rank R --main-process-ip IP [--main-process-port P]   multi-node (run on every node)
-#   --dry-run                print the command instead of running it
+#   --dry-run                print the command(s) instead of running them
+# With `vllm.mode: server` in the config, the last vllm.server_gpus of the NUM_GPUS run `trl vllm-serve`, the
+# others train; the launcher waits for the server's /health, and stops it when training ends or fails.
 #   section.key=value        config overrides, e.g. training.max_steps=50 vllm.gpu_memory_utilization=0.4
-# env knobs: PYTHON (default python3), MAIN_PROCESS_PORT (default 29500), ACCELERATE_CONFIG (same as the flag)
+# env knobs: PYTHON (default python3), MAIN_PROCESS_PORT (default 29500), ACCELERATE_CONFIG (same as the flag),
+#   SERVER_TIMEOUT (seconds to wait for the vLLM server, default 900)
 # The exit status is the trainer's.
 set -euo pipefail
 
@@ -23,7 +26,7 @@ IP=""
 DRY=0
 ARGS=()
 
-usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "error: $*" >&2; exit 2; }
 need() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"; }
 
@@ -51,17 +54,55 @@ if [[ "$DRY" -eq 0 ]] && command -v nvidia-smi >/dev/null 2>&1; then
 fi
 
 export PYTHONUNBUFFERED=1 VLLM_NO_USAGE_STATS=1
+# the config decides between vLLM inside each training process and a vLLM server on GPUs of its own
+PLAN=$("$PYTHON" "$HERE/launch_plan.py" "${ARGS[@]+"${ARGS[@]}"}") || exit $?
+read -r MODE SERVER_GPUS SERVER_PORT MODEL <<< "$PLAN"
+TRAIN_GPUS="$NUM_GPUS"
+SERVE=()
+if [[ "$MODE" == server ]]; then
+  TRAIN_GPUS=$((NUM_GPUS - SERVER_GPUS))
+  [[ "$TRAIN_GPUS" -ge 1 ]] || die "vllm.server_gpus=$SERVER_GPUS leaves none of the $NUM_GPUS GPUs to train on; \
+launch with more GPUs or lower vllm.server_gpus"
+  [[ "$MACHINES" -eq 1 ]] || die "vllm.mode server serves from this node only; use vllm.mode=colocate on several nodes"
+  if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then IFS=, read -r -a DEVICES <<< "$CUDA_VISIBLE_DEVICES"
+  else mapfile -t DEVICES < <(seq 0 $((NUM_GPUS - 1))); fi
+  TRAIN_DEV=$(IFS=,; echo "${DEVICES[*]:0:TRAIN_GPUS}")
+  SERVE_DEV=$(IFS=,; echo "${DEVICES[*]:TRAIN_GPUS:SERVER_GPUS}")
+  SERVE=(env "CUDA_VISIBLE_DEVICES=$SERVE_DEV" "$PYTHON" -m trl.cli.main vllm-serve --model "$MODEL"
+         --tensor_parallel_size "$SERVER_GPUS" --port "$SERVER_PORT")
+fi
 TRAIN="$HERE/train_trl.py"
-if [[ "$NUM_GPUS" -eq 1 && "$MACHINES" -eq 1 && -z "$ACCEL_CONFIG" ]]; then
+if [[ "$TRAIN_GPUS" -eq 1 && "$MACHINES" -eq 1 && -z "$ACCEL_CONFIG" ]]; then
   CMD=("$PYTHON" "$TRAIN")
 else
   # accelerate counts processes over all machines
-  CMD=("$PYTHON" -m accelerate.commands.launch --num_processes "$((NUM_GPUS * MACHINES))"
+  CMD=("$PYTHON" -m accelerate.commands.launch --num_processes "$((TRAIN_GPUS * MACHINES))"
        --num_machines "$MACHINES" --main_process_port "$PORT")
   [[ "$MACHINES" -gt 1 ]] && CMD+=(--machine_rank "$RANK" --main_process_ip "$IP")
   [[ -n "$ACCEL_CONFIG" ]] && CMD+=(--config_file "$ACCEL_CONFIG")
   CMD+=("$TRAIN")
 fi
 CMD+=("${ARGS[@]+"${ARGS[@]}"}")
-if [[ "$DRY" -eq 1 ]]; then printf '%q ' "${CMD[@]}"; echo; exit 0; fi
-exec "${CMD[@]}"
+[[ "$MODE" == server ]] && CMD=(env "CUDA_VISIBLE_DEVICES=$TRAIN_DEV" "${CMD[@]}")
+if [[ "$DRY" -eq 1 ]]; then
+  [[ ${#SERVE[@]} -gt 0 ]] && { printf '%q ' "${SERVE[@]}"; echo "&"; }
+  printf '%q ' "${CMD[@]}"; echo; exit 0
+fi
+[[ ${#SERVE[@]} -eq 0 ]] && exec "${CMD[@]}"
+
+# server mode: start the server in its own process group, so that stopping it stops its workers too
+setsid "${SERVE[@]}" &
+SERVER_PID=$!
+trap 'kill -TERM -- "-$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null' EXIT
+echo "[launch] vLLM server (pid $SERVER_PID) on GPU(s) $SERVE_DEV, port $SERVER_PORT; waiting for /health" >&2
+for ((waited = 0; ; waited += 2)); do
+  kill -0 "$SERVER_PID" 2>/dev/null || die "the vLLM server exited before it was ready (see its log above)"
+  "$PYTHON" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$SERVER_PORT/health', timeout=2)" \
+    2>/dev/null && break
+  [[ "$waited" -lt "${SERVER_TIMEOUT:-900}" ]] || die "the vLLM server was not ready after ${SERVER_TIMEOUT:-900} s"
+  sleep 2
+done
+set +e
+"${CMD[@]}"
+STATUS=$?
+exit "$STATUS"

@@ -130,6 +130,8 @@ def grpo_args(cfg: Config, world_size: int, on_gpu: bool, eval_rows: int):
         vllm_gpu_memory_utilization=v.gpu_memory_utilization,
         vllm_enable_sleep_mode=v.enable_sleep_mode,
         vllm_tensor_parallel_size=v.tensor_parallel_size,
+        vllm_server_host="127.0.0.1",  # server mode: started by the launcher on this node
+        vllm_server_port=v.server_port,
         vllm_max_model_length=cfg.data.max_prompt_tokens + g.max_completion_length,
         save_strategy="steps",
         save_steps=cfg.checkpointing.save_steps,

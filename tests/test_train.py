@@ -4,6 +4,7 @@ resume from a checkpoint, and every bad-input case stopping with exit code 2 bef
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -150,9 +151,10 @@ def test_launcher_passes_arguments_and_exit_status(tmp_path):
 
 # (launcher arguments, the command it must build): one row per way users launch.
 LAUNCHES = [
-    (["1", "a.b=1"], ["train_trl.py", "a.b=1"]),  # one GPU: plain python, no accelerate
-    (["2", "--config", "c.yaml"], ["accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-                                   "train_trl.py", "--config", "c.yaml"]),  # N GPUs: accelerate
+    (["1", "training.seed=1"], ["train_trl.py", "training.seed=1"]),  # one GPU: plain python, no accelerate
+    (["2", "--config", "config/quickstart.yaml"],
+     ["accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "train_trl.py", "--config",
+      "config/quickstart.yaml"]),  # N GPUs: accelerate
     (["1", "--accelerate-config", "config/accelerate/zero3.yaml"],
      ["--num_processes", "1", "--config_file", "config/accelerate/zero3.yaml"]),  # engine config on 1 GPU
     (["8", "--num-machines", "2", "--machine-rank", "1", "--main-process-ip", "10.1.2.3", "--main-process-port",
@@ -164,7 +166,8 @@ LAUNCHES = [
 
 @pytest.mark.parametrize("args,expected", LAUNCHES, ids=["1gpu", "2gpu", "engine-config", "multi-node"])
 def test_launcher_builds_the_command(args, expected):
-    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args, "--dry-run"], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args, "--dry-run"], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHON": sys.executable})
     assert r.returncode == 0, r.stderr
     words = [w.rsplit("/", 1)[-1] if w.endswith(".py") else w for w in r.stdout.split()]
     it = iter(words)
@@ -173,12 +176,26 @@ def test_launcher_builds_the_command(args, expected):
 
 @pytest.mark.parametrize("args,message", [
     (["2", "--num-machines", "2"], "needs --machine-rank and --main-process-ip"),  # half a multi-node command
+    (["1", "training.max_stesp=1"], "unknown key 'training.max_stesp'"),  # the config is checked first
     (["2", "--accelerate-config", "nope.yaml"], "accelerate config nope.yaml not found"),
     (["0"], "NUM_GPUS must be at least 1"),
 ])
 def test_launcher_rejects_bad_launches(args, message):
-    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args, "--dry-run"], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args, "--dry-run"], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHON": sys.executable})
     assert r.returncode == 2 and message in r.stderr
+
+
+def test_server_mode_needs_a_gpu_left_to_train(tiny_model):
+    args = ["2", "vllm.mode=server", "vllm.server_gpus=2", f"model.name_or_path={tiny_model}", "--dry-run"]
+    env = {**{k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}, "PYTHON": sys.executable}
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 2 and "leaves none of the 2 GPUs to train on" in r.stderr
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args[:2], "vllm.server_gpus=1", *args[3:]], capture_output=True,
+                       text=True, cwd=ROOT, env=env)
+    serve, train = r.stdout.splitlines()  # the server on the last GPU, the trainer on the first
+    assert serve.startswith("env CUDA_VISIBLE_DEVICES=1 ") and "vllm-serve --model" in serve and serve.endswith("&")
+    assert train.startswith("env CUDA_VISIBLE_DEVICES=0 ") and "train_trl.py" in train
 
 
 @pytest.mark.parametrize("name", ["ddp", "fsdp2", "zero2", "zero3"])
@@ -214,3 +231,45 @@ def test_final_eval_subprocess_leaves_the_training_group(tmp_path):
     assert cmd[1].endswith("step3_GRPO/evaluate.py")
     assert cmd[2:] == ["--config", "c.yaml", "--model", str(tmp_path / "out" / "final_model"), "--output-dir",
                        str(tmp_path / "out"), "training.seed=3", "evaluation.gpu_memory_utilization=0.412"]
+
+
+FAKE_SERVER = """import http.server, sys
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        open(sys.argv[2], "a").write(self.path + "\\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
+"""
+
+
+def test_server_mode_starts_waits_for_and_stops_the_server(tmp_path, tiny_model, tiny_data):
+    """vllm.mode=server: the launcher starts the server on the last GPU, trains on the rest once /health
+    answers, returns the trainer's status and leaves no server behind. `trl vllm-serve` is replaced by a
+    stand-in that only answers /health (no GPU here; the trainer then generates with transformers)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "server.py").write_text(FAKE_SERVER)
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!/usr/bin/env bash
+if [[ "$*" == *trl.cli.main* ]]; then echo "$CUDA_VISIBLE_DEVICES $*" > {tmp_path}/server_args
+  exec {sys.executable} {tmp_path}/server.py {port} {tmp_path}/requests; fi
+exec {sys.executable} "$@"
+""")
+    fake.chmod(0o755)
+    cfg = config(tmp_path, tiny_model, tiny_data, vllm={"use_vllm": True, "mode": "server", "server_port": port},
+                 evaluation={"enabled": False})
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), "2", "--config", str(cfg)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHON": str(fake), "CUDA_VISIBLE_DEVICES": "6,7"}, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    device, *args = (tmp_path / "server_args").read_text().split()
+    assert device == "7" and args[args.index("--model") + 1] == str(tiny_model)  # the last GPU serves
+    assert "/health" in (tmp_path / "requests").read_text()
+    assert (tmp_path / "out" / "final_model" / "trainer_state.json").is_file()
+    with socket.socket() as s:  # the server was stopped with the launcher
+        assert s.connect_ex(("127.0.0.1", port)) != 0

@@ -87,10 +87,12 @@ class GRPOSection:
 @dataclass
 class VLLMConfig:
     use_vllm: bool = True
-    mode: str = "colocate"  # colocate: vLLM shares the training GPUs
+    mode: str = "colocate"  # colocate: vLLM shares the training GPUs; server: vLLM serves from GPUs of its own
     gpu_memory_utilization: float = 0.3  # share of each GPU's memory for vLLM's weights + KV cache
     enable_sleep_mode: bool = True  # offload vLLM weights and KV cache during the policy update
     tensor_parallel_size: int = 1
+    server_gpus: int = 1  # server mode: the launcher gives the last N GPUs to `trl vllm-serve`, the rest train
+    server_port: int = 8000  # server mode: where the launcher's vLLM server listens (localhost)
 
 
 @dataclass
@@ -268,8 +270,8 @@ def check(cfg: Config, where: str = "<config>") -> None:
     if cfg.evaluation.enabled and cfg.data.eval_holdout == 0:
         raise ConfigError(f"{where}: 'evaluation.enabled' needs held-out rows: set data.eval_holdout > 0 "
                           "or evaluation.enabled=false")
-    if cfg.vllm.mode == "server":
-        raise ConfigError(f"{where}: 'vllm.mode: server' is not supported yet; use colocate")
+    if cfg.vllm.server_gpus < 1:
+        raise ConfigError(f"{where}: 'vllm.server_gpus' must be at least 1, got {cfg.vllm.server_gpus}")
 
 
 @dataclass(frozen=True)
@@ -296,7 +298,7 @@ def plan_batch(cfg: Config, world_size: int) -> BatchPlan:
     """
     t, g = cfg.training, cfg.grpo
     tp = cfg.vllm.tensor_parallel_size
-    if cfg.vllm.use_vllm and world_size % tp:
+    if cfg.vllm.use_vllm and cfg.vllm.mode == "colocate" and world_size % tp:
         raise ConfigError(f"vllm.tensor_parallel_size={tp} does not divide the {world_size} training processes: "
                           f"each colocated vLLM engine spans {tp} of them; pick a divisor of {world_size}")
     rollouts = t.prompts_per_step * g.group_size
