@@ -54,7 +54,6 @@ def load_rows(cfg: DataConfig) -> list[dict]:
     """The raw rows (problem, solution, source columns only); ConfigError on a missing file or column."""
     import datasets
 
-    datasets.disable_progress_bars()
     path = resolve_path(cfg.path)
     suffix = path.suffix.lower()
     if suffix in LOCAL_FORMATS or path.exists():
@@ -62,7 +61,9 @@ def load_rows(cfg: DataConfig) -> list[dict]:
             raise ConfigError(f"data.path: {path} not found (a local .jsonl/.json/.parquet file or a Hub dataset id)")
         if suffix not in LOCAL_FORMATS:
             raise ConfigError(f"data.path: {path} is not .jsonl, .json or .parquet")
+        datasets.disable_progress_bars()  # a local file loads in seconds; a Hub download keeps its bars
         ds = datasets.load_dataset(LOCAL_FORMATS[suffix], data_files=str(path), split="train")
+        datasets.enable_progress_bars()
     else:
         try:
             ds = datasets.load_dataset(cfg.path, split=cfg.split)
