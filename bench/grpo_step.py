@@ -100,7 +100,7 @@ def param_count(c: dict) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ set-up
-def build_assets(work: Path, tokenizer_dir: Path, shape: str) -> tuple[Path, Path, int]:
+def build_assets(work: Path, tokenizer_dir: Path) -> tuple[Path, Path, int]:
     """A random bf16 model of the Qwen2.5-1.5B shape and a jsonl of synthetic problems, built once."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
@@ -237,7 +237,7 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     rates = card_rates()
-    model_dir, data, prompt_tokens = build_assets(work, Path(args.tokenizer).expanduser(), args.shape)
+    model_dir, data, prompt_tokens = build_assets(work, Path(args.tokenizer).expanduser())
     n_params = param_count(QWEN25_15B)
     prompts, group, length = SHAPES[args.shape]
     results = {"shape": args.shape, "rates": rates, "prompt_tokens": prompt_tokens,

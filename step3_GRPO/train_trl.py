@@ -28,7 +28,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project's `train` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.config import Config, ConfigError, dump_yaml, load_config, plan_batch, resolve_path  # noqa: E402
+from train.config import (  # noqa: E402
+    BatchPlan,
+    Config,
+    ConfigError,
+    dump_yaml,
+    load_config,
+    plan_batch,
+    resolve_path,
+)
 
 DEFAULT_CONFIG = "config/grpo_config.yaml"
 DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK",
@@ -83,18 +91,17 @@ def generation_kwargs(use_vllm: bool) -> dict:
     return {"stop_strings": [STOP], "min_new_tokens": MIN_NEW_TOKENS}
 
 
-def grpo_args(cfg: Config, world_size: int, on_gpu: bool, eval_rows: int):
+def grpo_args(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int):
     from trl import GRPOConfig
 
     from train.tracking import wandb_mode
 
     t, g, v, ev = cfg.training, cfg.grpo, cfg.vllm, cfg.evaluation
-    plan = plan_batch(cfg, world_size)
     use_vllm = v.use_vllm and on_gpu
     periodic = ev.every_steps > 0 and eval_rows > 0
     # bf16 autocast on GPU as TRL does by default (also over float32 weights); plain float32 on CPU
     bf16 = on_gpu and cfg.model.dtype != "float16"
-    return plan, GRPOConfig(
+    return GRPOConfig(
         output_dir=str(Path(t.output_dir).expanduser()),
         max_steps=t.max_steps,
         learning_rate=t.learning_rate,
@@ -170,11 +177,11 @@ def run(config_path: str, overrides: list[str]) -> int:
     cfg = load_config(resolve_path(config_path), overrides)
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
-    plan_batch(cfg, world_size)
+    plan = plan_batch(cfg, world_size)
     resume_from = prepare_output_dir(cfg)
 
     from train.data import build_splits, load_rows, to_trl_dataset, write_heldout_ids
-    from train.models import check_model_source, has_gpu, load_policy, load_tokenizer, materialize
+    from train.models import check_model_source, eos_token_ids, has_gpu, load_policy, load_tokenizer, materialize
     from train.tracking import setup_wandb_env
 
     check_model_source(cfg.model)
@@ -210,14 +217,13 @@ def run(config_path: str, overrides: list[str]) -> int:
     # 4. policy model and TRL arguments
     setup_wandb_env(cfg.logging, out)
     periodic = splits.heldout[: cfg.evaluation.periodic_samples] if cfg.evaluation.every_steps else []
-    plan, args = grpo_args(cfg, world_size, on_gpu, len(periodic))
+    args = grpo_args(cfg, plan, on_gpu, len(periodic))
     log(f"batch: {plan} on {world_size} process(es); {'vLLM ' + cfg.vllm.mode if args.use_vllm else 'transformers'}"
         " generation")
     model = load_policy(model_path, cfg.model.dtype)
-    if tokenizer.pad_token_id not in _as_list(model.generation_config.eos_token_id):
+    if tokenizer.pad_token_id not in eos_token_ids(model):
         # TRL masks a completion after its first EOS; rows that stopped early are padded, so pad ends one too
-        model.generation_config.eos_token_id = [*_as_list(model.generation_config.eos_token_id),
-                                                tokenizer.pad_token_id]
+        model.generation_config.eos_token_id = [*eos_token_ids(model), tokenizer.pad_token_id]
     if not args.use_vllm:
         # TRL calls generate() without the tokenizer that stop strings need; bind it to this model
         model.generate = functools.partial(type(model).generate, model, tokenizer=tokenizer)
@@ -296,10 +302,6 @@ def this_gpu(index: int, visible: str | None = None) -> str:
     """
     visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
     return visible.split(",")[index].strip() if visible else str(index)
-
-
-def _as_list(x) -> list:
-    return [] if x is None else list(x) if isinstance(x, list | tuple) else [x]
 
 
 if __name__ == "__main__":

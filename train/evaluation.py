@@ -179,7 +179,7 @@ def generate_transformers(cfg: Config, model_path: str, prompts: list[str]) -> l
     import transformers
     from tqdm import tqdm
 
-    from train.models import has_gpu, load_policy, load_tokenizer
+    from train.models import eos_token_ids, has_gpu, load_policy, load_tokenizer
 
     ev = cfg.evaluation
     transformers.set_seed(cfg.training.seed)
@@ -187,7 +187,7 @@ def generate_transformers(cfg: Config, model_path: str, prompts: list[str]) -> l
     model = load_policy(model_path, inference_dtype(cfg.model.dtype)).eval()
     if has_gpu():
         model = model.cuda()
-    eos_ids = set(_as_list(model.generation_config.eos_token_id)) | {tok.eos_token_id} - {None}
+    eos_ids = set(eos_token_ids(model)) | {tok.eos_token_id} - {None}
     end_ids = eos_ids | {tok.pad_token_id}
     sampling = (
         # top_k=0: transformers otherwise falls back to top_k=50, which the protocol (and vLLM) do not apply
@@ -221,10 +221,6 @@ def _finish(ids: list[int], tok, eos_ids: set, end_ids: set, max_tokens: int) ->
     num_tokens = end + int(hit_eos)  # vLLM's token_ids include the EOS
     return {"text": text, "num_tokens": num_tokens,
             "truncated": not hit_stop and not hit_eos and num_tokens >= max_tokens}
-
-
-def _as_list(x) -> list:
-    return [] if x is None else list(x) if isinstance(x, list | tuple) else [x]
 
 
 # ------------------------------------------------------------------------------------------------ scoring

@@ -83,6 +83,12 @@ def materialize(cfg: ModelConfig) -> str:
     return str(out)
 
 
+def eos_token_ids(model) -> list[int]:
+    """The model's generation-config EOS ids as a list (configs hold None, an int or a list)."""
+    eos = model.generation_config.eos_token_id
+    return [] if eos is None else list(eos) if isinstance(eos, list | tuple) else [eos]
+
+
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
