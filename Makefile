@@ -25,7 +25,7 @@ quickstart: setup
 	PYTHON=$(PY) ./launch_trl.sh 1 --config config/quickstart.yaml
 
 test: setup
-	$(PY) -m pytest -q --doctest-modules train step3_GRPO tests
+	$(PY) -m pytest -q --doctest-modules train step3_GRPO bench tests
 
 lint: setup
 	$(VENV)/bin/ruff check .

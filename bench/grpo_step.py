@@ -10,7 +10,8 @@ Each variant runs `launch_trl.sh` (so `step3_GRPO/train_trl.py`'s `run()` on 1 G
 server in server mode) with this file as the entry point (GRPO_ENTRY), which adds timing hooks and fixed-length
 generation (`ignore_eos`, no stop string) before it calls `run()`. The model is randomly initialised with a
 Qwen2.5 architecture (1.5B, 3B or 7B). Reported per step (rank 0): wall seconds, the generation / reward /
-weight-sync / policy-update split (TRL's profiling hooks), completion tokens/s over all GPUs, peak GPU memory.
+weight-sync / policy-update split (TRL's profiling hooks), completion tokens/s over all GPUs, and peak GPU memory:
+the device's (driver-sampled, vLLM included) and the trainer's (torch allocator, vLLM not included).
 The floor, per GPU: generation reads the weights and the KV cache once per decode step, so it needs at least
 decode_steps x bytes / copy bandwidth; the update needs ~8 x params x tokens FLOPs (forward for the old
 log-probs, forward + backward) / matmul rate. Both rates are measured on the card first.
@@ -33,6 +34,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -209,18 +211,32 @@ def worker(config: str, config_overrides: list[str], result: str, length: int) -
     cuda = torch.cuda.is_available()  # False only when the worker is tried on a CPU
 
     class StepTimer(TrainerCallback):
+        """Wall time per step, and the device's peak memory in use during it: sampled every 20 ms from the
+        driver, because vLLM's KV cache and sleep-mode pool are invisible to torch's allocator counters."""
+
         def on_step_begin(self, a, state, control, **kw):
             timings.clear()
             if cuda:
                 torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                self.peak, self.sampling = 0, True
+                self.sampler = threading.Thread(target=self.sample, args=(torch.cuda.current_device(),), daemon=True)
+                self.sampler.start()
             self.t = time.perf_counter()
+
+        def sample(self, device):
+            while self.sampling:
+                free, total = torch.cuda.mem_get_info(device)
+                self.peak = max(self.peak, total - free)
+                time.sleep(0.02)
 
         def on_step_end(self, a, state, control, **kw):
             if cuda:
                 torch.cuda.synchronize()
-            free, total = torch.cuda.mem_get_info() if cuda else (0, 0)
+                self.sampling = False
+                self.sampler.join()
             steps.append({"step": state.global_step, "seconds": time.perf_counter() - self.t, **timings,
-                          "device_used_GiB": (total - free) / 2**30,
+                          "device_peak_GiB": self.peak / 2**30 if cuda else 0.0,
                           "torch_peak_GiB": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0})
 
     import trl
@@ -259,7 +275,7 @@ def summarize(steps: list[dict], rollouts: int, length: int) -> dict:
     return {"steps_timed": len(use), "s_per_step": sec, "generation_s": gen, "reward_s": reward, "sync_s": sync,
             "update_s": round(sec - gen - reward - sync, 3), "reward_share": round(reward / sec, 4),
             "completion_tok_per_s": round(rollouts * length / sec),
-            "peak_device_GiB": round(max(s["device_used_GiB"] for s in steps), 1),
+            "peak_device_GiB": round(max(s["device_peak_GiB"] for s in steps), 1),
             "peak_torch_GiB": round(max(s["torch_peak_GiB"] for s in steps), 1)}
 
 

@@ -2,8 +2,9 @@
 # Before/after on one GPU: evaluate the base model, train through launch_trl.sh, evaluate the result with the
 # same command, then print both summaries side by side. Copies summaries, curves and logs to $OUT if set.
 # usage: bash bench/learning_run.sh CONFIG [section.key=value ...]      (after `source bench/gpu_setup.sh`)
-# env: TRAIN_TIMEOUT (seconds for the training run, default 1200; when it stops the run, the newest checkpoint is
-#   evaluated instead of the final model)
+# env: TRAIN_MINUTES (default 10): passed as training.max_minutes, so the run stops itself, saves and evaluates.
+#   A safety timeout of TRAIN_MINUTES + 15 minutes stops a run that hangs; then its newest complete checkpoint is
+#   evaluated instead of the final model.
 set -uo pipefail
 CFG="$1"; shift
 OUTDIR=$(python3 -c "import sys; from train.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).training.output_dir)" "$CFG" "$@")
@@ -11,10 +12,13 @@ DEST="${OUT:-$OUTDIR}"
 mkdir -p "$DEST"
 python3 step3_GRPO/evaluate.py --config "$CFG" --model base --output-dir "$OUTDIR-base" "$@" > "$DEST/base_eval.log" 2>&1
 echo "base eval rc=$?"
-timeout -k 30 "${TRAIN_TIMEOUT:-1200}" ./launch_trl.sh 1 --config "$CFG" "$@" > "$DEST/train.log" 2>&1
+MINUTES="${TRAIN_MINUTES:-10}"
+timeout -k 30 "$(( (MINUTES + 15) * 60 ))" ./launch_trl.sh 1 --config "$CFG" "training.max_minutes=$MINUTES" "$@" \
+  > "$DEST/train.log" 2>&1
 echo "train rc=$?"
-if [[ ! -f "$OUTDIR/eval_summary.json" ]]; then  # stopped by the time limit: evaluate its newest checkpoint
-  last=$(ls -d "$OUTDIR"/checkpoint-* 2>/dev/null | sort -t- -k2 -n | tail -n 1)
+if [[ ! -f "$OUTDIR/eval_summary.json" ]]; then  # killed: evaluate the newest checkpoint that holds weights
+  last=$(for d in "$OUTDIR"/checkpoint-*; do compgen -G "$d/model*.safetensors" >/dev/null && echo "${d##*-} $d"; done \
+         | sort -n | tail -n 1 | cut -d' ' -f2-)
   if [[ -n "$last" ]]; then
     python3 step3_GRPO/evaluate.py --config "$CFG" --model "$last" --output-dir "$OUTDIR" "$@" > "$DEST/after_eval.log" 2>&1
     echo "after eval of $last rc=$?"
@@ -25,7 +29,7 @@ cp "$OUTDIR/eval_summary.json" "$DEST/after_summary.json" 2>/dev/null
 cp "$OUTDIR/training_curves.png" "$OUTDIR/eval_by_source.png" "$DEST/" 2>/dev/null
 cp "$OUTDIR/eval_samples.jsonl" "$DEST/after_samples.jsonl" 2>/dev/null
 cp "$OUTDIR-base/eval_samples.jsonl" "$DEST/base_samples.jsonl" 2>/dev/null
-ls -d "$OUTDIR"/checkpoint-* 2>/dev/null | sort -t- -k2 -n | tail -n 1 | xargs -I{} cp {}/trainer_state.json "$DEST/" 2>/dev/null
+cp "$OUTDIR/final_model/trainer_state.json" "$DEST/" 2>/dev/null
 python3 - "$DEST" <<'PY'
 import json, sys
 from pathlib import Path

@@ -154,6 +154,33 @@ def grpo_args(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int):
     )
 
 
+def time_limit(minutes: float):
+    """A callback that stops training at the first step boundary after `minutes`; the run then saves and
+    evaluates as at max_steps, so a time-boxed run ends with a final model and its evaluation. Rank 0's clock
+    decides for every rank (ranks that stopped at different steps would wait on each other forever)."""
+    import time
+
+    import torch
+    from transformers import TrainerCallback
+
+    class TimeLimit(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            self.start = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kw):
+            stop = torch.tensor([time.monotonic() - self.start >= minutes * 60], dtype=torch.int32)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                if torch.distributed.get_backend() == "nccl":
+                    stop = stop.cuda()
+                torch.distributed.broadcast(stop, src=0)
+            if stop.item():
+                log(f"training.max_minutes={minutes} reached at step {state.global_step}; stopping")
+                control.should_training_stop = True
+                control.should_save = True  # a later resume continues from here
+
+    return TimeLimit()
+
+
 def free_memory() -> None:
     import torch
 
@@ -241,6 +268,9 @@ def run(config_path: str, overrides: list[str]) -> int:
         eval_dataset=to_trl_dataset(periodic) if periodic else None,
         processing_class=tokenizer,
     )
+
+    if cfg.training.max_minutes is not None:
+        trainer.add_callback(time_limit(cfg.training.max_minutes))
 
     # 6. train (resuming when a checkpoint exists) and save
     if resume_from:

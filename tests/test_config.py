@@ -90,6 +90,9 @@ BAD = [
     ({"model": {"name_or_path": None}}, r"'model.name_or_path' must not be empty"),
     # evaluation with nothing held out
     ({"data": {"eval_holdout": 0}}, r"evaluation.enabled' needs held-out rows"),
+    # a time limit of zero would stop before the first step
+    ({"training": {"max_minutes": 0}}, r"'training.max_minutes' must be positive or null"),
+    ({"training": {"max_minutes": "ten"}}, r"'training.max_minutes' must be a number"),
 ]
 
 

@@ -205,8 +205,9 @@ def test_accelerate_configs_parse(name):
 
 
 def test_two_processes_train_the_same_global_batch(tmp_path, tiny_model, tiny_data):
-    """N processes (torchrun, gloo on CPU) split each step's rollouts; rank 0 alone writes and evaluates."""
-    cfg = config(tmp_path, tiny_model, tiny_data)
+    """N processes (torchrun, gloo on CPU) split each step's rollouts; rank 0 alone writes and evaluates; a time
+    limit stops both ranks at the same step (rank 0's clock decides), then the run saves and evaluates."""
+    cfg = config(tmp_path, tiny_model, tiny_data, training={"max_minutes": 1e-6})
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                         str(ROOT / "step3_GRPO/train_trl.py"), "--config", str(cfg)],
                        capture_output=True, text=True, cwd=tmp_path, timeout=600)
@@ -214,7 +215,8 @@ def test_two_processes_train_the_same_global_batch(tmp_path, tiny_model, tiny_da
     assert "rollouts_per_step=8, per_device_rollouts=4" in r.stdout and "on 2 process(es)" in r.stdout
     assert r.stdout.count("[grpo] saved") == 1 and r.stdout.count("[eval] wrote") == 1  # rank 0 only
     out = tmp_path / "out"
-    assert json.loads((out / "final_model" / "trainer_state.json").read_text())["global_step"] == 2
+    assert json.loads((out / "final_model" / "trainer_state.json").read_text())["global_step"] == 1
+    assert "training.max_minutes=1e-06 reached at step 1" in r.stdout and (out / "checkpoint-1").is_dir()
     assert json.loads((out / "eval_summary.json").read_text())["total_samples"] == 6
 
 

@@ -55,6 +55,7 @@ class DataConfig:
 class TrainingConfig:
     output_dir: str = "outputs/grpo-qwen2.5-math-1.5b"
     max_steps: int = 200  # optimizer steps; one step = one batch of rollouts (on-policy)
+    max_minutes: float | None = None  # stop after this much training time, then save and evaluate; null = no limit
     prompts_per_step: int = 32  # x group_size = rollouts per step (32 x 8 = 256, the reference recipe)
     micro_batch_size: int = 8  # rollouts per GPU per forward/backward; gradient accumulation covers the rest
     learning_rate: float = 1.0e-5
@@ -258,6 +259,8 @@ def check(cfg: Config, where: str = "<config>") -> None:
     if cfg.grpo.group_size < 2:
         raise ConfigError(f"{where}: 'grpo.group_size' must be at least 2 (advantages compare completions "
                           f"of the same prompt), got {cfg.grpo.group_size}")
+    if cfg.training.max_minutes is not None and cfg.training.max_minutes <= 0:
+        raise ConfigError(f"{where}: 'training.max_minutes' must be positive or null, got {cfg.training.max_minutes}")
     if cfg.training.learning_rate <= 0:
         raise ConfigError(f"{where}: 'training.learning_rate' must be positive, got {cfg.training.learning_rate}")
     for key in ("vllm.gpu_memory_utilization", "evaluation.gpu_memory_utilization"):

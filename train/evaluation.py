@@ -444,7 +444,8 @@ def plot_by_source(summary: dict, path: Path) -> None:
 CURVES = [
     ("reward", ["reward"], ["rewards/"]),
     ("completion length (tokens)", ["completions/mean_length", "completions/mean_terminated_length"], []),
-    ("clipped (truncated) ratio", ["completions/clipped_ratio"], []),
+    # TRL counts a completion as clipped when it has no EOS token: a stop at </answer> counts too
+    ("no EOS (clipped_ratio; </answer> stops count)", ["completions/clipped_ratio"], []),
     ("KL to reference", ["kl"], []),
     ("entropy", ["entropy"], []),
     ("loss", ["loss"], []),
