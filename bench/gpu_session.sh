@@ -61,6 +61,8 @@ if [[ $NG -ge 4 ]]; then
   (
     bench fsdp2_3b 2,3 --shape B2 --gpus 2 --model 3B --batch global --variants ours --steps 3 \
       --accelerate-config config/accelerate/fsdp2.yaml "${B1_ARGS[@]}"
+    bench zero2_2 2,3 --shape B1 --steps 6 --gpus 2 --variants $FAST \
+      --accelerate-config config/accelerate/zero2.yaml "${B1_ARGS[@]}"
     eval_random 2
   ) &
   L23=$!

