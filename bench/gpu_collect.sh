@@ -17,6 +17,6 @@ done
   -exec cp --parents {} "$tmp/session/" \; )
 tar -C "$tmp" -czf "${OUT:-/tmp}/session.tgz" session
 ls -la "${OUT:-/tmp}/session.tgz"
-grep -h '^\[bench\]\|^base_summary\|^after_summary\|tokens generated in' "$RES"/*.log "$RES"/learn.log 2>/dev/null | cut -c1-400
+grep -h '^\[bench\]\|^base_summary\|^after_summary\|tokens generated in' "$RES"/*.log 2>/dev/null | cut -c1-400
 nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv,noheader
 df -h /tmp | tail -1

@@ -5,7 +5,8 @@
 # job's start, end and exit status, DONE at the end. Start it detached so that it outlives the `run` call:
 #   setsid nohup bash bench/gpu_session.sh > /tmp/session.log 2>&1 < /dev/null &
 # and collect with `bash bench/gpu_collect.sh SECONDS` (waits, then packs what is done into $OUT).
-# Lanes run concurrently on different GPUs of one host: a timing can be a few percent off an idle machine's.
+# Lanes run concurrently on different GPUs of one host and share its CPUs: in session 2 steps varied by
+# about +-15% (docs/benchmarks.md); a figure meant to be exact runs alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RES="${RES:-/tmp/session}"
@@ -39,9 +40,7 @@ D=/tmp/bench/problems.jsonl
 CODER=config/qwen_coder_gsm8k.yaml
 
 learning() {
-  OUT="$RES/learn" TRAIN_MINUTES="${TRAIN_MINUTES:-10}" CUDA_VISIBLE_DEVICES=$1 \
-    bash bench/learning_run.sh "$CODER" > "$RES/learn.log" 2>&1
-  echo "$(date +%T) end learning rc=$?" >> "$RES/progress"
+  job learn "$1" env OUT="$RES/learn" TRAIN_MINUTES="${TRAIN_MINUTES:-10}" bash bench/learning_run.sh "$CODER"
 }
 eval_random() {
   job eval_random "$1" python3 step3_GRPO/evaluate.py --model "$M" --output-dir "$RES/eval_random" \

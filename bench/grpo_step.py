@@ -81,26 +81,23 @@ def card_rates() -> dict:
 
     if not torch.cuda.is_available():  # the tests' CPU run: a nominal floor
         return {"copy_GBps": 10.0, "bf16_TFLOPs": 0.1, "card": "cpu"}
+
+    def seconds(fn, reps: int = 20) -> float:  # per call, after 3 warm-up calls
+        for _ in range(3):
+            fn()
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        torch.cuda.synchronize()
+        return (time.perf_counter() - t) / reps
+
     x = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")
     y = torch.empty_like(x)
-    for _ in range(3):
-        y.copy_(x)
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(20):
-        y.copy_(x)
-    torch.cuda.synchronize()
-    bw = 2 * x.numel() * 20 / (time.perf_counter() - t) / 1e9  # read + write
+    bw = 2 * x.numel() / seconds(lambda: y.copy_(x)) / 1e9  # read + write
     a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
-    for _ in range(3):
-        a @ a
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(20):
-        a @ a
-    torch.cuda.synchronize()
-    flops = 2 * 8192**3 * 20 / (time.perf_counter() - t) / 1e12
-    del x, y, a
+    flops = 2 * 8192**3 / seconds(lambda: a @ a) / 1e12
+    x = y = a = None  # free them before the trainer starts
     torch.cuda.empty_cache()
     return {"copy_GBps": round(bw, 1), "bf16_TFLOPs": round(flops, 1), "card": torch.cuda.get_device_name()}
 

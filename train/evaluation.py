@@ -159,9 +159,10 @@ def generate_vllm(cfg: Config, model_path: str, prompts: list[str]) -> list[dict
               max_model_len=max_model_len)
     t1 = time.time()
     outputs = llm.generate([prompts[i] for i in fits], [params[i] for i in fits], use_tqdm=True)
+    gen_s = time.time() - t1
     n_tokens = sum(len(c.token_ids) for o in outputs for c in o.outputs)
-    print(f"[eval] vLLM engine ready in {t1 - t0:.1f} s; {n_tokens} tokens generated in {time.time() - t1:.1f} s "
-          f"({n_tokens / max(time.time() - t1, 1e-9):.0f} tokens/s)", flush=True)
+    print(f"[eval] vLLM engine ready in {t1 - t0:.1f} s; {n_tokens} tokens generated in {gen_s:.1f} s "
+          f"({n_tokens / max(gen_s, 1e-9):.0f} tokens/s)", flush=True)
     by_prompt = dict(zip(fits, outputs, strict=True))
     gens = []
     for i in range(len(prompts)):
