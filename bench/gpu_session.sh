@@ -33,48 +33,58 @@ bench() {  # bench NAME GPUS GRPO_STEP_ARGS...
 }
 prep() { python3 bench/grpo_step.py --work /tmp/bench --prepare --model "$1" >> "$RES/prepare.log" 2>&1; }
 
-prep 1.5B  # the random models and the problems, built once before the lanes read them
-prep 3B
+prep 1.5B  # the random model and the problems, built once before the lanes read them
 M=/tmp/bench/qwen2.5-1.5B-random
 D=/tmp/bench/problems.jsonl
 CODER=config/qwen_coder_gsm8k.yaml
 
-learning() {
-  job learn "$1" env OUT="$RES/learn" TRAIN_MINUTES="${TRAIN_MINUTES:-10}" bash bench/learning_run.sh "$CODER"
+learning() {  # learning GPU [SKIP_BASE]: the before/after run (SKIP_BASE=1: base_eval runs elsewhere)
+  job learn "$1" env OUT="$RES/learn" SKIP_BASE="${2:-0}" TRAIN_MINUTES="$TRAIN_MINUTES" bash bench/learning_run.sh "$CODER"
+}
+base_eval() {  # the same evaluation command learning_run.sh runs first, into the folder it reads it from
+  local dir
+  dir="$(python3 -c "import sys; from train.config import load_config; print(load_config(sys.argv[1]).training.output_dir)" "$CODER")-base"
+  job learn_base "$1" python3 step3_GRPO/evaluate.py --config "$CODER" --model base --output-dir "$dir"
 }
 eval_random() {
   job eval_random "$1" python3 step3_GRPO/evaluate.py --model "$M" --output-dir "$RES/eval_random" \
     "model.name_or_path=$M" "data.path=$D" data.source_column=source data.eval_holdout=5000 \
     evaluation.max_tokens=1024 logging.wandb=off
 }
+TRAIN_MINUTES="${TRAIN_MINUTES:-8}"
+LEARN_END=$((SECONDS + TRAIN_MINUTES * 60 + 270))  # + engine start, save and the final evaluation
+fits() { (( SECONDS + $1 < LEARN_END )); }         # fits SECONDS: a lane's optional job ends before the learning run
+
 if [[ $NG -ge 4 ]]; then
-  # what session 2 (docs/benchmarks.md) left open, most needed first; a lane holds 3-4 runs in 10 minutes
-  learning 0 &
+  # what sessions 2 and 3 (docs/benchmarks.md) left open. Phase 1: the learning run on GPU 0 (its base evaluation
+  # on GPU 1); beside it what needs 1-2 GPUs. Phase 2: the 4-GPU runs.
+  learning 0 1 &
   L0=$!
   (
-    bench b1_micro 1 --shape B1 --steps 6 --variants ckpt_off,mb16,mb32 "${B1_ARGS[@]}" \
-      training.gradient_checkpointing=false
-    bench b2_ckpt 1 --shape B2 --steps 4 --variants ours,sleep_off "${B1_ARGS[@]}"  # does the recipe fit 80 GB?
+    base_eval 1
+    bench b2_ours 1 --shape B2 --steps 3 --variants ours "${B1_ARGS[@]}"  # do the defaults fit 80 GB at 1024 tokens?
+    ! fits 200 || bench b1_mb16 1 --shape B1 --steps 4 --variants mb16 "${B1_ARGS[@]}" training.gradient_checkpointing=false
   ) &
   L1=$!
   (
-    bench fsdp2_3b 2,3 --shape B2 --gpus 2 --model 3B --batch global --variants ours --steps 3 \
-      --accelerate-config config/accelerate/fsdp2.yaml "${B1_ARGS[@]}"
-    bench zero2_2 2,3 --shape B1 --steps 6 --gpus 2 --variants $FAST \
+    CUDA_VISIBLE_DEVICES=2 prep 3B
+    CUDA_VISIBLE_DEVICES=2 prep 7B  # for phase 2
+    bench zero2_2 2,3 --shape B1 --steps 4 --gpus 2 --variants $FAST \
       --accelerate-config config/accelerate/zero2.yaml "${B1_ARGS[@]}"
-    eval_random 2
+    # DDP's memory per GPU does not depend on the number of GPUs: the 3B test runs here, on 2
+    bench ddp_3b 2,3 --shape B2 --gpus 2 --model 3B --batch global --variants ours --steps 2 "${B1_ARGS[@]}"
+    ! fits 420 || eval_random 2
   ) &
   L23=$!
   wait $L0 $L1 $L23
-  prep 7B
-  bench fsdp2_7b 0,1,2,3 --shape B2 --gpus 4 --model 7B --batch global --variants ours --steps 3 \
+  bench fsdp2_4 0,1,2,3 --shape B1 --steps 4 --gpus 4 --variants $FAST \
     --accelerate-config config/accelerate/fsdp2.yaml "${B1_ARGS[@]}"
-  bench fsdp2_4 0,1,2,3 --shape B1 --steps 6 --gpus 4 --variants $FAST \
-    --accelerate-config config/accelerate/fsdp2.yaml "${B1_ARGS[@]}"
-  bench server4 0,1,2,3 --shape B1 --steps 6 --gpus 4 --variants server "${B1_ARGS[@]}" \
+  bench server4 0,1,2,3 --shape B1 --steps 4 --gpus 4 --variants server "${B1_ARGS[@]}" \
     vllm.enable_sleep_mode=false training.gradient_checkpointing=false
+  bench fsdp2_7b 0,1,2,3 --shape B2 --gpus 4 --model 7B --batch global --variants ours --steps 2 \
+    --accelerate-config config/accelerate/fsdp2.yaml "${B1_ARGS[@]}"
 else  # two GPUs (or one): the learning run beside the 1-GPU table, then the 2-GPU runs
-  learning 0 &
+  learning 0 &  # its base evaluation first, on the same GPU
   L0=$!
   if [[ $NG -ge 2 ]]; then
     ( bench b1_1gpu 1 --shape B1 --steps 6 --variants ours,sleep_off,ckpt_off,trl_default "${B1_ARGS[@]}"

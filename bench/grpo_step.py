@@ -11,7 +11,9 @@ server in server mode) with this file as the entry point (GRPO_ENTRY), which add
 generation (`ignore_eos`, no stop string) before it calls `run()`. The model is randomly initialised with a
 Qwen2.5 architecture (1.5B, 3B or 7B). Reported per step (rank 0): wall seconds, the generation / reward /
 weight-sync / policy-update split (TRL's profiling hooks), completion tokens/s over all GPUs, and peak GPU memory:
-the device's (driver-sampled, vLLM included) and the trainer's (torch allocator, vLLM not included).
+the device's during each step (driver-sampled, vLLM included), every GPU's over the whole run (`nvidia-smi`,
+engine start and the vLLM server included; this script's own CUDA context adds ~0.5 GiB on the first GPU) and
+each rank's trainer peak (torch allocator, vLLM not included).
 The floor, per GPU: generation reads the weights and the KV cache once per decode step, so it needs at least
 decode_steps x bytes / copy bandwidth; the update needs ~8 x params x tokens FLOPs (forward for the old
 log-probs, forward + backward) / matmul rate. Both rates are measured on the card first.
@@ -172,6 +174,36 @@ def overrides(model_dir: Path, data: Path, out: Path, steps: int, prompts: int, 
             "evaluation.enabled=false", "logging.wandb=off"]
 
 
+class GpuMemory:
+    """Peak memory in use on every visible GPU while a variant runs (engine start included), from `nvidia-smi`
+    every 100 ms: per GPU, whichever process holds it (trainer ranks, colocated vLLM, the vLLM server)."""
+
+    def __init__(self):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        cmd = ["nvidia-smi", "--query-gpu=index,memory.used", "--format=csv,noheader,nounits", "-lms", "100"]
+        try:
+            self.proc = subprocess.Popen(cmd + (["-i", visible] if visible else []), stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, text=True)
+        except OSError:  # no NVIDIA driver (the CPU test)
+            self.proc = None
+        self.peak_mib: dict[str, int] = {}
+        if self.proc:
+            self.thread = threading.Thread(target=self.read, daemon=True)
+            self.thread.start()
+
+    def read(self):
+        for line in self.proc.stdout:
+            index, used = (x.strip() for x in line.split(","))
+            if used.isdigit():
+                self.peak_mib[index] = max(self.peak_mib.get(index, 0), int(used))
+
+    def stop(self) -> dict[str, float]:
+        if self.proc:
+            self.proc.terminate()
+            self.thread.join(timeout=5)
+        return {f"gpu{i}": round(mib / 1024, 1) for i, mib in sorted(self.peak_mib.items())}
+
+
 def free_port() -> int:
     import socket
 
@@ -252,9 +284,13 @@ def worker(config: str, config_overrides: list[str], result: str, length: int) -
 
     trl.GRPOTrainer.save_model = skip_weights
     rc = tt.run(config, config_overrides)
-    if int(os.environ.get("RANK", 0)) == 0:
+    rank = int(os.environ.get("RANK", 0))
+    if rank == 0:
         Path(result).write_text(json.dumps({"rc": rc, "world_size": int(os.environ.get("WORLD_SIZE", 1)),
                                             "steps": steps}))
+    else:  # the other ranks' trainer peaks: sharded setups (FSDP2, ZeRO) differ by rank
+        peak = max((s["torch_peak_GiB"] for s in steps), default=0.0)
+        Path(result).with_suffix(f".rank{rank}.json").write_text(json.dumps({"torch_peak_GiB": round(peak, 1)}))
     return rc
 
 
@@ -323,7 +359,8 @@ def main() -> int:
         seqs_per_gpu = prompts * group // train_gpus
         steps = args.no_vllm_steps if variant == "no_vllm" else args.steps
         result = scratch / f"{variant}.json"
-        result.unlink(missing_ok=True)
+        for old in (result, *scratch.glob(f"{variant}.rank*.json")):
+            old.unlink(missing_ok=True)
         cmd = [str(ROOT / "launch_trl.sh"), str(args.gpus)]
         if args.accelerate_config:
             cmd += ["--accelerate-config", str(args.accelerate_config)]
@@ -334,14 +371,20 @@ def main() -> int:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRPO_ENTRY": __file__, "BENCH_RESULT": str(result),
                "BENCH_LENGTH": str(length), "MAIN_PROCESS_PORT": str(free_port()), "PYTHON": sys.executable}
         t = time.perf_counter()
+        memory = GpuMemory()
         rc = subprocess.run(cmd, env=env).returncode
         wall = time.perf_counter() - t
+        gpu_peaks = memory.stop()
         if rc or not result.exists():
-            results["variants"][variant] = {"error": f"exit {rc}", "wall_s": round(wall)}
+            results["variants"][variant] = {"error": f"exit {rc}", "wall_s": round(wall),
+                                            "run_peak_GiB_per_gpu": gpu_peaks}
         else:
             steps_log = json.loads(result.read_text())["steps"]
+            ranks = [json.loads(f.read_text()) for f in sorted(scratch.glob(f"{variant}.rank*.json"))]
             v = {**summarize(steps_log, prompts * group, length), "wall_s": round(wall), "prompts": prompts,
-                 "train_gpus": train_gpus,
+                 "train_gpus": train_gpus, "run_peak_GiB_per_gpu": gpu_peaks,
+                 "trainer_peak_GiB_per_rank": [round(max(s["torch_peak_GiB"] for s in steps_log), 1)]
+                 + [r["torch_peak_GiB"] for r in ranks],
                  "floor": floor(arch, seqs_per_gpu, length, prompt_tokens, rates, n_params)}
             results["variants"][variant] = {**v, "steps": steps_log}
             print(f"[bench] {variant}: {json.dumps(v)}", flush=True)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -35,8 +36,23 @@ def test_benchmark_times_steps_through_the_trainer(tmp_path, tiny_model):
         assert [s["step"] for s in v["steps"]] == [1, 2, 3] and v["steps_timed"] == 2
         assert v["s_per_step"] > 0 and v["completion_tok_per_s"] == round(2 * 4 * 16 / v["s_per_step"])
         assert 0 < v["generation_s"] < v["s_per_step"] and v["floor"]["total_s"] > 0
+        assert len(v["trainer_peak_GiB_per_rank"]) == 1  # one process; no GPU, so no driver samples
     # the variant's overrides reached the trainer's resolved config, on top of the shape's batch
     cfg = yaml.safe_load((tmp_path / "out-ckpt_off" / "resolved_config.yaml").read_text())
     assert cfg["training"]["gradient_checkpointing"] is False and cfg["training"]["prompts_per_step"] == 2
     assert cfg["grpo"]["max_completion_length"] == 16
     assert not list((tmp_path / "out-ours" / "final_model").glob("*.safetensors"))  # weights are not saved
+
+
+def test_gpu_memory_keeps_each_gpus_peak(tmp_path, monkeypatch):
+    """The run-long sampler reads `nvidia-smi`'s CSV lines and keeps the largest reading of every GPU."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from grpo_step import GpuMemory
+
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nprintf '0, 100\\n1, 2048\\n0, 3072\\n1, [N/A]\\n0, 50\\n'\nsleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    memory = GpuMemory()
+    time.sleep(1)
+    assert memory.stop() == {"gpu0": 3.0, "gpu1": 2.0}

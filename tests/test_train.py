@@ -275,3 +275,18 @@ exec {sys.executable} "$@"
     assert (tmp_path / "out" / "final_model" / "trainer_state.json").is_file()
     with socket.socket() as s:  # the server was stopped with the launcher
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_converted_model_folder_is_published_once(tmp_path):
+    """Two processes converting the same GGUF at once: the second's rename finds the first's folder and keeps it."""
+    from train.models import publish
+
+    out = tmp_path / "model"
+    for pid in (1, 2):
+        tmp = tmp_path / f"model.partial-{pid}"
+        tmp.mkdir()
+        (tmp / "config.json").write_text(json.dumps({"writer": pid}))
+        (tmp / "weights").write_text("x")  # a non-empty folder: rename onto it fails as it would for real
+        publish(tmp, out)
+    assert json.loads((out / "config.json").read_text()) == {"writer": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from train.config import ConfigError, ModelConfig, resolve_path
@@ -76,11 +77,23 @@ def materialize(cfg: ModelConfig) -> str:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = out.with_name(out.name + ".partial")
+    # Written under a name of this process's own, then renamed: a crash never leaves a half folder that looks
+    # complete, and two processes converting at once (ranks, or an evaluation beside a training) never mix files.
+    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    tmp.rename(out)  # a crash mid-conversion never leaves a half folder that looks complete
+    publish(tmp, out)
     return str(out)
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Rename a finished model folder into place; if another process got there first, keep theirs."""
+    try:
+        tmp.rename(out)
+    except OSError:
+        if not (out / "config.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def eos_token_ids(model) -> list[int]:
