@@ -13,7 +13,8 @@ Qwen2.5 architecture (1.5B, 3B or 7B). Reported per step (rank 0): wall seconds,
 weight-sync / policy-update split (TRL's profiling hooks), completion tokens/s over all GPUs, and peak GPU memory:
 the device's during each step (driver-sampled, vLLM included), every GPU's over the whole run (`nvidia-smi`,
 engine start and the vLLM server included; this script's own CUDA context adds ~0.5 GiB on the first GPU) and
-each rank's trainer peak (torch allocator, vLLM not included).
+each rank's torch peak (`max_memory_allocated`: the trainer, plus colocated vLLM's weights and KV cache, which
+allocate in the same process and stay counted while vLLM sleeps).
 The floor, per GPU: generation reads the weights and the KV cache once per decode step, so it needs at least
 decode_steps x bytes / copy bandwidth; the update needs ~8 x params x tokens FLOPs (forward for the old
 log-probs, forward + backward) / matmul rate. Both rates are measured on the card first.
@@ -326,6 +327,9 @@ def main() -> int:
     ap.add_argument("--model", choices=ARCH, default="1.5B", help="the Qwen2.5 architecture, randomly initialised")
     ap.add_argument("--batch", choices=("per-gpu", "global"), default="per-gpu",
                     help="per-gpu: each training GPU gets the shape's prompts; global: they share them")
+    ap.add_argument("--prompts", type=int, default=None,
+                    help="prompts per step instead of the shape's (e.g. 24 for 3 training GPUs: 256 rollouts do not "
+                    "split over 3)")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--no-vllm-steps", type=int, default=3, help="steps for the slow transformers variant")
     ap.add_argument("--work", default="/tmp/grpo-bench", help="the random model and the problems (built once)")
@@ -349,6 +353,7 @@ def main() -> int:
     arch = {**ARCH[args.model], "vocab_size": AutoConfig.from_pretrained(model_dir).vocab_size}
     n_params = param_count(arch)
     base_prompts, group, length = SHAPES[args.shape]
+    base_prompts = args.prompts or base_prompts
     results = {"shape": args.shape, "model": args.model, "params": n_params, "gpus": args.gpus,
                "accelerate_config": args.accelerate_config, "batch": args.batch, "rates": rates,
                "prompt_tokens": prompt_tokens, "overrides": args.overrides, "variants": {}}
