@@ -7,7 +7,11 @@
 
 The held-out problems are recomputed from the config's data and seed (the same ones the run never trained
 on; checked against the run's heldout_ids.json when there is one), so "base" and "final_model" results
-compare. Writes eval_summary.json, eval_samples.jsonl, eval_by_source.png and, when the run left a
+compare; `--compare` puts finished evaluations side by side:
+
+    python step3_GRPO/evaluate.py --compare base=outputs/run-base after=outputs/run --output-dir docs/
+
+Writes eval_summary.json, eval_samples.jsonl, eval_by_source.png and, when the run left a
 trainer_state.json, training_curves.png into --output-dir (default: <model>/eval, or
 <output_dir>/eval_base for the base model). Exit code 2 on a configuration mistake, with one line.
 """
@@ -34,14 +38,34 @@ def parse_args(argv: list[str] | None):
                     help="model folder or checkpoint; 'base' = the config's model.name_or_path "
                          "(default: <training.output_dir>/final_model)")
     ap.add_argument("--output-dir", default=None, help="where results go (default: <model>/eval)")
+    ap.add_argument("--compare", nargs="+", metavar="[NAME=]PATH", default=None,
+                    help="instead of evaluating: compare finished evaluations (folders holding eval_summary.json, "
+                         "or the files): print a table, write eval_compare.png into --output-dir (default: .)")
     ap.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. evaluation.n=4")
     return ap.parse_args(argv)
+
+
+def compare(items: list[str], out_dir: str | None) -> None:
+    from train.evaluation import compare as compare_summaries
+
+    named = []
+    for item in items:
+        name, _, path = item.rpartition("=")
+        p = Path(path).expanduser()
+        p = p / "eval_summary.json" if p.is_dir() else p
+        if not p.is_file():
+            raise ConfigError(f"--compare: {p} not found (give an evaluation's folder or its eval_summary.json)")
+        named.append((name or p.parent.name, json.loads(p.read_text())))
+    png = Path(out_dir or ".") / "eval_compare.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    print(compare_summaries(named, png))
+    print(f"[eval] wrote {png}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        run(args)
+        compare(args.compare, args.output_dir) if args.compare else run(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -281,7 +281,7 @@ def test_vllm_path_with_a_fake_engine(tmp_path, tiny_model, tiny_data, monkeypat
 
 
 # ---------------------------------------------------------------------------------------- standalone command
-def test_standalone_command(tmp_path, tiny_model, tiny_data):
+def test_standalone_command(tmp_path, tiny_model, tiny_data, capsys):
     from step3_GRPO.evaluate import main
 
     config = tiny_config(tmp_path, tiny_model, tiny_data)
@@ -307,6 +307,16 @@ def test_standalone_command(tmp_path, tiny_model, tiny_data):
     base = json.loads((out / "eval_summary.json").read_text())
     assert base["total_samples"] == 2 and base["sampling"]["temperature"] == 0
     assert not (out / "training_curves.png").exists()
+
+    # the two side by side: one row each, and a warning, since they were not sampled alike
+    capsys.readouterr()
+    assert main(["--compare", f"base={out}", str(model / "eval/eval_summary.json"), "--output-dir", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "| base | 2 |" in table and "| eval | 6 |" in table
+    assert "warning: not run alike:" in table and "sampling.temperature" in table
+    assert is_png(tmp_path / "eval_compare.png")
+    assert main(["--compare", str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.startswith("error: --compare: ")
 
 
 @pytest.mark.parametrize("args,message", [

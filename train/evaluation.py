@@ -411,15 +411,21 @@ COLORS = {"correct": "#2e7d32", "wrong_answer": "#f9a825", "format_failure": "#c
 
 def plot_by_source(summary: dict, path: Path) -> None:
     """Horizontal stacked bars: the share of each category per source, plus the overall row on top."""
+    rows = [("all", {"total": summary["total_samples"],
+                     **{c: summary["categories"][c]["count"] for c in CATEGORIES}})]
+    rows += list(summary["source_breakdown"].items())
+    _category_bars(rows, f"held-out evaluation: accuracy {100 * summary['accuracy']:.1f}%, "
+                         f"format {100 * summary['format_accuracy']:.1f}%", path)
+
+
+def _category_bars(rows: list[tuple[str, dict]], title: str, path: Path) -> None:
+    """One stacked bar per row ({total, correct, wrong_answer, format_failure} counts), first row on top."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [("all", {"total": summary["total_samples"],
-                     **{c: summary["categories"][c]["count"] for c in CATEGORIES}})]
-    rows += list(summary["source_breakdown"].items())
-    rows.reverse()  # matplotlib draws the first bar at the bottom
+    rows = rows[::-1]  # matplotlib draws the first bar at the bottom
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * len(rows)))
     left = [0.0] * len(rows)
     for c in CATEGORIES:
@@ -432,13 +438,55 @@ def plot_by_source(summary: dict, path: Path) -> None:
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of samples")
-    ax.set_title(f"held-out evaluation: accuracy {100 * summary['accuracy']:.1f}%, "
-                 f"format {100 * summary['format_accuracy']:.1f}%")
+    ax.set_title(title)
     height = fig.get_size_inches()[1]
     fig.legend(loc="lower center", ncol=3, frameon=False)
     fig.tight_layout(rect=(0, 0.4 / height, 1, 1))  # 0.4 inch at the bottom for the legend
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------ compare
+def compare(named: list[tuple[str, dict]], png: Path | None = None) -> str:
+    """Evaluations side by side (e.g. the base model and the trained one): a markdown table with each accuracy's
+    95% interval, a warning line when they were not run alike, and, given `png`, their category bars.
+
+    >>> def s(correct, wrong, n=500, tokens=512):
+    ...     cats = {"correct": correct, "wrong_answer": wrong, "format_failure": n - correct - wrong}
+    ...     return {"total_samples": n, "accuracy": correct / n, "format_accuracy": (correct + wrong) / n,
+    ...             "accuracy_ci95": list(wilson_interval(correct, n)),
+    ...             "categories": {c: {"count": k} for c, k in cats.items()},
+    ...             "dataset": {"path": "gsm8k.jsonl", "num_problems": n}, "sampling": {"max_tokens": tokens}}
+    >>> print(compare([("base", s(0, 179)), ("after", s(18, 482, tokens=1024))]))
+    | evaluation | n | accuracy (95% CI) | format accuracy | correct / wrong answer / format failure |
+    |---|---|---|---|---|
+    | base | 500 | 0.0% [0.0, 0.8] | 35.8% | 0 / 179 / 321 |
+    | after | 500 | 3.6% [2.3, 5.6] | 100.0% | 18 / 482 / 0 |
+    warning: not run alike: sampling.max_tokens 512 vs 1024
+    """
+    def ci(s: dict) -> str:
+        lo, hi = s["accuracy_ci95"]
+        return f"{100 * s['accuracy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+    lines = ["| evaluation | n | accuracy (95% CI) | format accuracy | correct / wrong answer / format failure |",
+             "|---|---|---|---|---|"]
+    for name, s in named:
+        counts = " / ".join(str(s["categories"][c]["count"]) for c in CATEGORIES)
+        lines.append(f"| {name} | {s['total_samples']} | {ci(s)} | {100 * s['format_accuracy']:.1f}% | {counts} |")
+    differ = []  # the problems and the sampling must match, or the comparison says less than it seems
+    for section, keys in (("dataset", ("path", "split", "num_problems", "seed")), ("sampling", None)):
+        first = named[0][1].get(section, {})
+        for key in keys or first:
+            values = [s.get(section, {}).get(key) for _, s in named]
+            if any(v != values[0] for v in values):
+                differ.append(f"{section}.{key} " + " vs ".join(map(str, values)))
+    if differ:
+        lines.append("warning: not run alike: " + "; ".join(differ))
+    if png is not None:
+        rows = [(name, {"total": s["total_samples"], **{c: s["categories"][c]["count"] for c in CATEGORIES}})
+                for name, s in named]
+        _category_bars(rows, "accuracy (95% CI): " + "  ->  ".join(f"{name} {ci(s)}" for name, s in named), png)
+    return "\n".join(lines)
 
 
 # (title, exact keys, key prefixes): a panel is drawn when any of its keys is in the log history
