@@ -289,9 +289,9 @@ def worker(config: str, config_overrides: list[str], result: str, length: int) -
     if rank == 0:
         Path(result).write_text(json.dumps({"rc": rc, "world_size": int(os.environ.get("WORLD_SIZE", 1)),
                                             "steps": steps}))
-    else:  # the other ranks' trainer peaks: sharded setups (FSDP2, ZeRO) differ by rank
-        peak = max((s["torch_peak_GiB"] for s in steps), default=0.0)
-        Path(result).with_suffix(f".rank{rank}.json").write_text(json.dumps({"torch_peak_GiB": round(peak, 1)}))
+    # every rank's torch peak: sharded setups (FSDP2, ZeRO) differ by rank
+    peak = max((s["torch_peak_GiB"] for s in steps), default=0.0)
+    Path(result).with_suffix(f".rank{rank}.json").write_text(json.dumps({"torch_peak_GiB": round(peak, 1)}))
     return rc
 
 
@@ -385,11 +385,11 @@ def main() -> int:
                                             "run_peak_GiB_per_gpu": gpu_peaks}
         else:
             steps_log = json.loads(result.read_text())["steps"]
-            ranks = [json.loads(f.read_text()) for f in sorted(scratch.glob(f"{variant}.rank*.json"))]
+            ranks = [scratch / f"{variant}.rank{r}.json" for r in range(train_gpus)]
             v = {**summarize(steps_log, prompts * group, length), "wall_s": round(wall), "prompts": prompts,
                  "train_gpus": train_gpus, "run_peak_GiB_per_gpu": gpu_peaks,
-                 "trainer_peak_GiB_per_rank": [round(max(s["torch_peak_GiB"] for s in steps_log), 1)]
-                 + [r["torch_peak_GiB"] for r in ranks],
+                 "trainer_peak_GiB_per_rank": [json.loads(f.read_text())["torch_peak_GiB"] for f in ranks
+                                               if f.exists()],
                  "floor": floor(arch, seqs_per_gpu, length, prompt_tokens, rates, n_params)}
             results["variants"][variant] = {**v, "steps": steps_log}
             print(f"[bench] {variant}: {json.dumps(v)}", flush=True)

@@ -287,6 +287,7 @@ def summarize(records: list[dict], *, n: int = 1) -> dict:
         raise ValueError(f"unknown categories {sorted(unknown)}; expected {CATEGORIES}")
     correct, wrong, fmt = (counts[c] for c in CATEGORIES)
     lo, hi = wilson_interval(correct, total)
+    truncated = sum(bool(r["truncated"]) for r in records)
     out = {
         "total_samples": total,
         "num_problems": len({r["prompt_id"] for r in records}),
@@ -306,8 +307,8 @@ def summarize(records: list[dict], *, n: int = 1) -> dict:
             "all": _mean(r["num_tokens"] for r in records),
             **{c: _mean(r["num_tokens"] for r in records if r["category"] == c) for c in CATEGORIES},
         },
-        "truncated": sum(bool(r["truncated"]) for r in records),
-        "truncation_rate": sum(bool(r["truncated"]) for r in records) / total,
+        "truncated": truncated,
+        "truncation_rate": truncated / total,
         "grader_timeouts": sum(bool(r.get("grader_timed_out")) for r in records),  # scored wrong, as in training
     }
     if n > 1:
@@ -411,11 +412,14 @@ COLORS = {"correct": "#2e7d32", "wrong_answer": "#f9a825", "format_failure": "#c
 
 def plot_by_source(summary: dict, path: Path) -> None:
     """Horizontal stacked bars: the share of each category per source, plus the overall row on top."""
-    rows = [("all", {"total": summary["total_samples"],
-                     **{c: summary["categories"][c]["count"] for c in CATEGORIES}})]
-    rows += list(summary["source_breakdown"].items())
+    rows = [("all", _category_counts(summary)), *summary["source_breakdown"].items()]
     _category_bars(rows, f"held-out evaluation: accuracy {100 * summary['accuracy']:.1f}%, "
                          f"format {100 * summary['format_accuracy']:.1f}%", path)
+
+
+def _category_counts(summary: dict) -> dict:
+    """{total, correct, wrong_answer, format_failure}: the counts a bar of `_category_bars` is drawn from."""
+    return {"total": summary["total_samples"], **{c: summary["categories"][c]["count"] for c in CATEGORIES}}
 
 
 def _category_bars(rows: list[tuple[str, dict]], title: str, path: Path) -> None:
@@ -471,7 +475,8 @@ def compare(named: list[tuple[str, dict]], png: Path | None = None) -> str:
     lines = ["| evaluation | n | accuracy (95% CI) | format accuracy | correct / wrong answer / format failure |",
              "|---|---|---|---|---|"]
     for name, s in named:
-        counts = " / ".join(str(s["categories"][c]["count"]) for c in CATEGORIES)
+        counts = _category_counts(s)
+        counts = " / ".join(str(counts[c]) for c in CATEGORIES)
         lines.append(f"| {name} | {s['total_samples']} | {ci(s)} | {100 * s['format_accuracy']:.1f}% | {counts} |")
     differ = []  # the problems and the sampling must match, or the comparison says less than it seems
     for section, keys in (("dataset", ("path", "split", "num_problems", "seed")), ("sampling", None)):
@@ -483,9 +488,8 @@ def compare(named: list[tuple[str, dict]], png: Path | None = None) -> str:
     if differ:
         lines.append("warning: not run alike: " + "; ".join(differ))
     if png is not None:
-        rows = [(name, {"total": s["total_samples"], **{c: s["categories"][c]["count"] for c in CATEGORIES}})
-                for name, s in named]
-        _category_bars(rows, "accuracy (95% CI): " + "  ->  ".join(f"{name} {ci(s)}" for name, s in named), png)
+        title = "accuracy (95% CI): " + "  ->  ".join(f"{name} {ci(s)}" for name, s in named)
+        _category_bars([(name, _category_counts(s)) for name, s in named], title, png)
     return "\n".join(lines)
 
 

@@ -66,12 +66,11 @@ def materialize(cfg: ModelConfig) -> str:
     model = AutoModelForCausalLM.from_pretrained(path, gguf_file=cfg.gguf_file, dtype=torch.bfloat16)
     # GGUF metadata can disagree with the model's generation config (SmolLM2: eos read as <|im_start|>);
     # the generation config is what the model was trained to emit, so the tokenizer follows it.
-    gen = model.generation_config
-    eos = gen.eos_token_id[0] if isinstance(gen.eos_token_id, list) else gen.eos_token_id
+    eos = next(iter(eos_token_ids(model)), None)
     if eos is not None and eos != tok.eos_token_id:
         tok.eos_token = tok.convert_ids_to_tokens(eos)
-    if gen.pad_token_id is not None:
-        tok.pad_token = tok.convert_ids_to_tokens(gen.pad_token_id)
+    if model.generation_config.pad_token_id is not None:
+        tok.pad_token = tok.convert_ids_to_tokens(model.generation_config.pad_token_id)
     tok.clean_up_tokenization_spaces = False  # destructive for BPE tokenizers
     # The weights are already dequantized; drop the GGUF marker so that transformers saves a plain folder.
     model.hf_quantizer = None
