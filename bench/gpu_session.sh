@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's measurements, as jobs on the GPUs of one machine (4 GPUs: the runs session 3 left open,
-# then 1-GPU lanes side by side; 2 GPUs: the learning run and the 1- and 2-GPU benchmarks), so that 30 minutes
+# then 1-GPU lanes side by side; 2 GPUs: the 1- and 2-GPU rows of #6 on the 2-GPU kind), so that 30 minutes
 # of device time hold them all. Results go to $RES (default /tmp/session): one JSON and one log per job, `progress` with each
 # job's start, end and exit status, DONE at the end. Start it detached so that it outlives the `run` call:
 #   setsid nohup bash bench/gpu_session.sh > /tmp/session.log 2>&1 < /dev/null &
@@ -36,17 +36,12 @@ prep() { python3 bench/grpo_step.py --work /tmp/bench --prepare --model "$1" >> 
 prep 1.5B  # the random model and the problems, built once before the lanes read them
 M=/tmp/bench/qwen2.5-1.5B-random
 D=/tmp/bench/problems.jsonl
-CODER=config/qwen_coder_gsm8k.yaml
 
-learning() {  # learning GPU: the before/after run (session 3 ran its base evaluation on another GPU: SKIP_BASE=1)
-  job learn "$1" env OUT="$RES/learn" TRAIN_MINUTES="$TRAIN_MINUTES" bash bench/learning_run.sh "$CODER"
-}
 eval_random() {
   job eval_random "$1" python3 step3_GRPO/evaluate.py --model "$M" --output-dir "$RES/eval_random" \
     "model.name_or_path=$M" "data.path=$D" data.source_column=source data.eval_holdout=5000 \
     evaluation.max_tokens=1024 logging.wandb=off
 }
-TRAIN_MINUTES="${TRAIN_MINUTES:-8}"
 
 if [[ $NG -ge 4 ]]; then
   # what session 3 (docs/benchmarks.md) left open, most needed first: the largest model in server mode and with
@@ -63,18 +58,21 @@ if [[ $NG -ge 4 ]]; then
   bench b2_mb16 1 --shape B2 --steps 3 --variants mb16 "${B1_ARGS[@]}" &
   bench b2_ckpt_off 2 --shape B2 --steps 3 --variants ckpt_off "${B1_ARGS[@]}" &  # with sleep on: fits 80 GB?
   wait
-else  # two GPUs (or one): the learning run beside the 1-GPU table, then the 2-GPU runs
-  learning 0 &  # its base evaluation first, on the same GPU
-  L0=$!
-  if [[ $NG -ge 2 ]]; then
-    ( bench b1_1gpu 1 --shape B1 --steps 6 --variants ours,sleep_off,ckpt_off,trl_default "${B1_ARGS[@]}"
-      eval_random 1 ) &
-    wait
-    bench ddp2 0,1 --shape B1 --steps 6 --gpus 2 --variants $FAST "${B1_ARGS[@]}"
-    bench fsdp2_2 0,1 --shape B1 --steps 6 --gpus 2 --variants $FAST --accelerate-config config/accelerate/fsdp2.yaml \
-      "${B1_ARGS[@]}"
-    bench b2 0 --shape B2 --variants $FAST --steps 4 "${B1_ARGS[@]}"
-  fi
-  wait
+else  # the 2-GPU kind (session 4): #6's rows on it, the 1-GPU baseline on the same host, then the largest-model
+  # and multi-node runs two GPUs allow; one run at a time, so that every figure is taken alone
+  CUDA_VISIBLE_DEVICES=1 prep 7B &  # on the idle GPU while the baseline runs on GPU 0
+  P7=$!
+  bench b1_1gpu 0 --shape B1 --steps 4 --variants $FAST "${B1_ARGS[@]}"
+  bench ddp2 0,1 --shape B1 --steps 4 --gpus 2 --variants $FAST "${B1_ARGS[@]}"
+  bench fsdp2_2 0,1 --shape B1 --steps 4 --gpus 2 --variants $FAST --accelerate-config config/accelerate/fsdp2.yaml \
+    "${B1_ARGS[@]}"
+  bench server2 0,1 --shape B1 --steps 4 --gpus 2 --variants server "${B1_ARGS[@]}" vllm.enable_sleep_mode=false \
+    training.gradient_checkpointing=false
+  wait $P7
+  bench zero3_7b_2 0,1 --shape B2 --gpus 2 --model 7B --batch global --variants ours --steps 2 \
+    --accelerate-config config/accelerate/zero3.yaml "${B1_ARGS[@]}"
+  bench nodes2 0,1 --shape B1 --steps 4 --gpus 2 --nodes 2 --variants $FAST "${B1_ARGS[@]}"  # 2 machines of 1 GPU
+  prep 3B
+  bench server_3b_2 0,1 --shape B2 --gpus 2 --model 3B --batch global --variants server --steps 2 "${B1_ARGS[@]}"
 fi
 echo "$(date +%T) all done" >> "$RES/progress"

@@ -4,6 +4,7 @@
     python bench/grpo_step.py --shape B1 --gpus 2 --variants ours,server                  # 2 GPUs, DDP
     python bench/grpo_step.py --shape B2 --gpus 4 --model 7B --batch global --variants ours \
         --accelerate-config config/accelerate/fsdp2.yaml                                  # largest model test
+    python bench/grpo_step.py --shape B1 --gpus 2 --nodes 2 --variants ours   # multi-node, rehearsed on one host
     python bench/grpo_step.py --prepare                # only build the random model and problems, print paths
 
 Each variant runs `launch_trl.sh` (so `step3_GRPO/train_trl.py`'s `run()` on 1 GPU, accelerate on N, the vLLM
@@ -26,6 +27,9 @@ Variants: `ours` (the YAML defaults), one change at a time from it (`sleep_off`,
 `trl_default` (TRL's defaults with vLLM colocate: float32 weights with bf16 autocast, sleep mode off, no
 gradient checkpointing, dapo loss, plain AdamW), `no_vllm` (transformers generation), `server` (vLLM server
 on the last GPU, the others train).
+`--nodes N` rehearses N machines on this one: N launchers at once, each given its share of the visible GPUs
+and `--num-machines N --machine-rank R --main-process-ip 127.0.0.1`, so the multi-node rendezvous, global ranks
+and cross-"node" traffic run as on a cluster (over this host's interconnect, not a network).
 Extra `key=value` config overrides after `--` apply to every variant, e.g. `-- vllm.gpu_memory_utilization=0.4`.
 """
 
@@ -213,6 +217,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def launch(gpus: int, nodes: int, options: list[str], config: list[str], env: dict) -> int:
+    """Run `launch_trl.sh` for one variant; with nodes > 1, one launcher per rehearsed machine, each on its own
+    share of the visible GPUs, all meeting at 127.0.0.1. The exit status is the first failing launcher's."""
+    launcher = str(ROOT / "launch_trl.sh")
+    if nodes == 1:
+        return subprocess.run([launcher, str(gpus), *options, *config], env=env).returncode
+    visible = env.get("CUDA_VISIBLE_DEVICES") or ",".join(map(str, range(gpus)))
+    devices, per = visible.split(","), gpus // nodes
+    procs = [subprocess.Popen([launcher, str(per), *options, "--num-machines", str(nodes), "--machine-rank", str(r),
+                               "--main-process-ip", "127.0.0.1", "--main-process-port", env["MAIN_PROCESS_PORT"],
+                               *config], env={**env, "CUDA_VISIBLE_DEVICES": ",".join(devices[r * per:(r + 1) * per])})
+             for r in range(nodes)]
+    return next((rc for rc in (p.wait() for p in procs) if rc), 0)
+
+
 # ------------------------------------------------------------------------------------------------ worker
 def worker(config: str, config_overrides: list[str], result: str, length: int) -> int:
     """One variant in this process (one rank): patch in timing hooks and fixed-length generation, then run the
@@ -323,6 +342,7 @@ def main() -> int:
     ap.add_argument("--shape", choices=SHAPES, default="B1")
     ap.add_argument("--variants", default="ours,trl_default,no_vllm")
     ap.add_argument("--gpus", type=int, default=1, help="GPUs per variant (server mode: one of them serves)")
+    ap.add_argument("--nodes", type=int, default=1, help="rehearse this many machines on this host (splits --gpus)")
     ap.add_argument("--accelerate-config", default=None, help="e.g. config/accelerate/fsdp2.yaml")
     ap.add_argument("--model", choices=ARCH, default="1.5B", help="the Qwen2.5 architecture, randomly initialised")
     ap.add_argument("--batch", choices=("per-gpu", "global"), default="per-gpu",
@@ -339,6 +359,10 @@ def main() -> int:
     ap.add_argument("--prepare", action="store_true", help="build the model and problems, print their paths, exit")
     ap.add_argument("overrides", nargs="*", help="config overrides for every variant (after --)")
     args = ap.parse_args()
+    if args.nodes < 1 or args.gpus % args.nodes:
+        ap.error(f"--gpus {args.gpus} does not split over --nodes {args.nodes}")
+    if args.nodes > 1 and "server" in args.variants.split(","):
+        ap.error("the server variant serves from one machine; run it with --nodes 1")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     model_dir, data, prompt_tokens = build_assets(work, Path(args.tokenizer).expanduser(), args.model)
@@ -354,7 +378,7 @@ def main() -> int:
     n_params = param_count(arch)
     base_prompts, group, length = SHAPES[args.shape]
     base_prompts = args.prompts or base_prompts
-    results = {"shape": args.shape, "model": args.model, "params": n_params, "gpus": args.gpus,
+    results = {"shape": args.shape, "model": args.model, "params": n_params, "gpus": args.gpus, "nodes": args.nodes,
                "accelerate_config": args.accelerate_config, "batch": args.batch, "rates": rates,
                "prompt_tokens": prompt_tokens, "overrides": args.overrides, "variants": {}}
     print(json.dumps({k: results[k] for k in ("shape", "model", "gpus", "accelerate_config", "rates")}), flush=True)
@@ -366,18 +390,16 @@ def main() -> int:
         result = scratch / f"{variant}.json"
         for old in (result, *scratch.glob(f"{variant}.rank*.json")):
             old.unlink(missing_ok=True)
-        cmd = [str(ROOT / "launch_trl.sh"), str(args.gpus)]
-        if args.accelerate_config:
-            cmd += ["--accelerate-config", str(args.accelerate_config)]
+        options = ["--accelerate-config", str(args.accelerate_config)] if args.accelerate_config else []
         extra = [f"vllm.server_port={free_port()}"] if variant == "server" else []
-        cmd += ["--config", str(ROOT / "config/grpo_config.yaml"),
-                *overrides(model_dir, data, scratch / f"out-{variant}", steps, prompts, group, length),
-                *VARIANTS[variant], *extra, *args.overrides]
+        config = ["--config", str(ROOT / "config/grpo_config.yaml"),
+                  *overrides(model_dir, data, scratch / f"out-{variant}", steps, prompts, group, length),
+                  *VARIANTS[variant], *extra, *args.overrides]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRPO_ENTRY": __file__, "BENCH_RESULT": str(result),
                "BENCH_LENGTH": str(length), "MAIN_PROCESS_PORT": str(free_port()), "PYTHON": sys.executable}
         t = time.perf_counter()
         memory = GpuMemory()
-        rc = subprocess.run(cmd, env=env).returncode
+        rc = launch(args.gpus, args.nodes, options, config, env)
         wall = time.perf_counter() - t
         gpu_peaks = memory.stop()
         if rc or not result.exists():

@@ -56,3 +56,37 @@ def test_gpu_memory_keeps_each_gpus_peak(tmp_path, monkeypatch):
     memory = GpuMemory()
     time.sleep(1)
     assert memory.stop() == {"gpu0": 3.0, "gpu1": 2.0}
+
+
+def test_rehearsed_nodes_split_the_gpus_and_meet_at_one_address(monkeypatch):
+    """`--nodes 2` starts one launcher per rehearsed machine on its own half of the visible GPUs; each command is
+    one the real launcher accepts and turns into accelerate's multi-node launch. A failing node fails the run."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import grpo_step
+
+    started = []
+
+    class FakePopen:
+        def __init__(self, cmd, env):
+            started.append((cmd, env["CUDA_VISIBLE_DEVICES"]))
+            self.rc = 3 if len(started) == 2 else 0
+
+        def wait(self):
+            return self.rc
+
+    monkeypatch.setattr(grpo_step.subprocess, "Popen", FakePopen)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "4,5,6,7", "MAIN_PROCESS_PORT": "29612", "PYTHON": sys.executable}
+    assert grpo_step.launch(4, 2, [], ["training.seed=1"], env) == 3
+    assert [devices for _, devices in started] == ["4,5", "6,7"]
+    monkeypatch.undo()
+    for rank, (cmd, _) in enumerate(started):
+        r = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, cwd=ROOT, env=env)
+        assert r.returncode == 0, r.stderr
+        assert (f"--num_processes 4 --num_machines 2 --main_process_port 29612 --machine_rank {rank} "
+                "--main_process_ip 127.0.0.1") in r.stdout
+
+
+def test_benchmark_refuses_nodes_that_do_not_split_the_gpus():
+    r = subprocess.run([sys.executable, str(ROOT / "bench/grpo_step.py"), "--gpus", "3", "--nodes", "2"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--gpus 3 does not split over --nodes 2" in r.stderr
