@@ -303,6 +303,8 @@ def worker(config: str, config_overrides: list[str], result: str, length: int) -
         Path(output_dir).mkdir(parents=True, exist_ok=True)
 
     trl.GRPOTrainer.save_model = skip_weights
+    # nor the checkpoint transformers writes at the last step: 7B's ZeRO-3 optimizer state filled 128 GB of disk
+    trl.GRPOTrainer._save_checkpoint = lambda self, model, trial: None
     rc = tt.run(config, config_overrides)
     rank = int(os.environ.get("RANK", 0))
     if rank == 0:

@@ -153,7 +153,8 @@ def test_launcher_passes_arguments_and_exit_status(tmp_path):
 LAUNCHES = [
     (["1", "training.seed=1"], ["train_trl.py", "training.seed=1"]),  # one GPU: plain python, no accelerate
     (["2", "--config", "config/quickstart.yaml"],
-     ["accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "train_trl.py", "--config",
+     ["accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1", "--multi_gpu", "train_trl.py",
+      "--config",
       "config/quickstart.yaml"]),  # N GPUs: accelerate
     (["1", "--accelerate-config", "config/accelerate/zero3.yaml"],
      ["--num_processes", "1", "--config_file", "config/accelerate/zero3.yaml"]),  # engine config on 1 GPU
@@ -161,10 +162,14 @@ LAUNCHES = [
       "29600", "--accelerate-config", "config/accelerate/fsdp2.yaml"],
      ["--num_processes", "16", "--num_machines", "2", "--main_process_port", "29600", "--machine_rank", "1",
       "--main_process_ip", "10.1.2.3", "--config_file", "config/accelerate/fsdp2.yaml"]),  # two nodes
+    (["1", "--num-machines", "2", "--machine-rank", "0", "--main-process-ip", "10.1.2.3"],
+     ["--num_processes", "2", "--num_machines", "2", "--machine_rank", "0", "--main_process_ip", "10.1.2.3",
+      "--multi_gpu", "train_trl.py"]),  # nodes of one GPU: DDP said outright, or accelerate runs each alone
 ]
 
 
-@pytest.mark.parametrize("args,expected", LAUNCHES, ids=["1gpu", "2gpu", "engine-config", "multi-node"])
+@pytest.mark.parametrize("args,expected", LAUNCHES, ids=["1gpu", "2gpu", "engine-config", "multi-node",
+                                                         "multi-node-1gpu"])
 def test_launcher_builds_the_command(args, expected):
     r = subprocess.run([str(ROOT / "launch_trl.sh"), *args, "--dry-run"], capture_output=True, text=True, cwd=ROOT,
                        env={**os.environ, "PYTHON": sys.executable})
