@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One GPU session's measurements, as jobs on the GPUs of one machine (4 GPUs: the runs session 3 left open,
-# then 1-GPU lanes side by side; 2 GPUs: the 1- and 2-GPU rows of #6 on the 2-GPU kind), so that 30 minutes
+# One GPU session's measurements, as jobs on the GPUs of one machine (4 GPUs: the runs sessions 3-4 left open,
+# then 1-GPU lanes side by side; 2 GPUs: what session 4 left open on the 2-GPU kind), so that 30 minutes
 # of device time hold them all. Results go to $RES (default /tmp/session): one JSON and one log per job, `progress` with each
 # job's start, end and exit status, DONE at the end. Start it detached so that it outlives the `run` call:
 #   setsid nohup bash bench/gpu_session.sh > /tmp/session.log 2>&1 < /dev/null &
@@ -30,6 +30,7 @@ bench() {  # bench NAME GPUS GRPO_STEP_ARGS...
   shift 2
   job "$name" "$gpus" python3 bench/grpo_step.py --work /tmp/bench --scratch "/tmp/bench-$name" \
     --out "$RES/$name.json" "$@"
+  rm -rf "/tmp/bench-$name"  # its outputs: the disk is shared by every run of the session (session 4 filled it)
 }
 prep() { python3 bench/grpo_step.py --work /tmp/bench --prepare --model "$1" >> "$RES/prepare.log" 2>&1; }
 
@@ -44,8 +45,9 @@ eval_random() {
 }
 
 if [[ $NG -ge 4 ]]; then
-  # what session 3 (docs/benchmarks.md) left open, most needed first: the largest model in server mode and with
-  # ZeRO-3, DDP-3B on 4 GPUs (session 3 ran it on 2); then 1-GPU lanes side by side.
+  # what sessions 3-4 (docs/benchmarks.md) left open, most needed first: the largest model in server mode,
+  # ZeRO-3 7B on 4 GPUs, the fixed multi-node launch (nodes of 1 GPU, the case that ran each node alone, beside
+  # 3B in server mode), DDP-3B on 4 GPUs; then 1-GPU lanes side by side.
   prep 3B
   prep 7B
   # 3 trainers (FSDP2) + 1 server: 24 prompts x 8 = 64 rollouts per trainer, as B2 gives each of 4 GPUs
@@ -53,26 +55,21 @@ if [[ $NG -ge 4 ]]; then
     --accelerate-config config/accelerate/fsdp2.yaml "${B1_ARGS[@]}"
   bench zero3_7b 0,1,2,3 --shape B2 --gpus 4 --model 7B --batch global --variants ours --steps 2 \
     --accelerate-config config/accelerate/zero3.yaml "${B1_ARGS[@]}"
+  bench nodes2 0,1 --shape B1 --steps 4 --gpus 2 --nodes 2 --variants $FAST "${B1_ARGS[@]}" &
+  bench server_3b_2 2,3 --shape B2 --gpus 2 --model 3B --batch global --variants server --steps 2 "${B1_ARGS[@]}" &
+  wait
   bench ddp_3b_4 0,1,2,3 --shape B2 --gpus 4 --model 3B --batch global --variants ours --steps 2 "${B1_ARGS[@]}"
   eval_random 0 &  # alone on its GPU, warm compile cache from nothing else: the 3-minute target
   bench b2_mb16 1 --shape B2 --steps 3 --variants mb16 "${B1_ARGS[@]}" &
   bench b2_ckpt_off 2 --shape B2 --steps 3 --variants ckpt_off "${B1_ARGS[@]}" &  # with sleep on: fits 80 GB?
   wait
-else  # the 2-GPU kind (session 4): #6's rows on it, the 1-GPU baseline on the same host, then the largest-model
-  # and multi-node runs two GPUs allow; one run at a time, so that every figure is taken alone
-  CUDA_VISIBLE_DEVICES=1 prep 7B &  # on the idle GPU while the baseline runs on GPU 0
-  P7=$!
-  bench b1_1gpu 0 --shape B1 --steps 4 --variants $FAST "${B1_ARGS[@]}"
-  bench ddp2 0,1 --shape B1 --steps 4 --gpus 2 --variants $FAST "${B1_ARGS[@]}"
-  bench fsdp2_2 0,1 --shape B1 --steps 4 --gpus 2 --variants $FAST --accelerate-config config/accelerate/fsdp2.yaml \
-    "${B1_ARGS[@]}"
-  bench server2 0,1 --shape B1 --steps 4 --gpus 2 --variants server "${B1_ARGS[@]}" vllm.enable_sleep_mode=false \
-    training.gradient_checkpointing=false
-  wait $P7
-  bench zero3_7b_2 0,1 --shape B2 --gpus 2 --model 7B --batch global --variants ours --steps 2 \
-    --accelerate-config config/accelerate/zero3.yaml "${B1_ARGS[@]}"
-  bench nodes2 0,1 --shape B1 --steps 4 --gpus 2 --nodes 2 --variants $FAST "${B1_ARGS[@]}"  # 2 machines of 1 GPU
+else  # the 2-GPU kind: what session 4 left open there, most needed first; one run at a time
+  bench nodes2 0,1 --shape B1 --steps 4 --gpus 2 --nodes 2 --variants $FAST "${B1_ARGS[@]}"  # the fixed launcher
   prep 3B
   bench server_3b_2 0,1 --shape B2 --gpus 2 --model 3B --batch global --variants server --steps 2 "${B1_ARGS[@]}"
+  bench zero2_2 0,1 --shape B1 --steps 4 --gpus 2 --variants $FAST --accelerate-config config/accelerate/zero2.yaml \
+    "${B1_ARGS[@]}"
+  bench zero3_2 0,1 --shape B1 --steps 4 --gpus 2 --variants $FAST --accelerate-config config/accelerate/zero3.yaml \
+    "${B1_ARGS[@]}"
 fi
 echo "$(date +%T) all done" >> "$RES/progress"

@@ -1,7 +1,9 @@
 """What the launcher needs from the config before it starts anything: `MODE SERVER_GPUS PORT MODEL`.
 
 Run by launch_trl.sh; a configuration mistake ends here with one line and exit code 2, before any GPU
-process starts. MODEL is the folder vLLM serves (a GGUF is converted once, as the trainer would).
+process starts, the batch's fit to the launch included (rollouts over the training processes, vLLM's
+tensor-parallel size): otherwise every rank would fail on its own, under accelerate's traceback.
+MODEL is the folder vLLM serves (a GGUF is converted once, as the trainer would).
 """
 
 from __future__ import annotations
@@ -13,18 +15,24 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.config import ConfigError, load_config, resolve_path  # noqa: E402
+from train.config import ConfigError, load_config, plan_batch, resolve_path  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="config/grpo_config.yaml")
+    ap.add_argument("--gpus", type=int, default=1, help="GPUs per machine, the vLLM server's included")
+    ap.add_argument("--machines", type=int, default=1)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(resolve_path(args.config), args.overrides)
         model = "-"
-        if cfg.vllm.use_vllm and cfg.vllm.mode == "server":
+        server = cfg.vllm.use_vllm and cfg.vllm.mode == "server"
+        train_gpus = args.gpus - (cfg.vllm.server_gpus if server else 0)
+        if train_gpus >= 1:  # none left: launch_trl.sh says so
+            plan_batch(cfg, train_gpus * args.machines)
+        if server:
             from train.models import check_model_source, materialize
 
             check_model_source(cfg.model)

@@ -56,7 +56,7 @@ fi
 
 export PYTHONUNBUFFERED=1 VLLM_NO_USAGE_STATS=1
 # the config decides between vLLM inside each training process and a vLLM server on GPUs of its own
-PLAN=$("$PYTHON" "$HERE/launch_plan.py" "${ARGS[@]+"${ARGS[@]}"}") || exit $?
+PLAN=$("$PYTHON" "$HERE/launch_plan.py" --gpus "$NUM_GPUS" --machines "$MACHINES" "${ARGS[@]+"${ARGS[@]}"}") || exit $?
 read -r MODE SERVER_GPUS SERVER_PORT MODEL <<< "$PLAN"
 TRAIN_GPUS="$NUM_GPUS"
 SERVE=()

@@ -184,6 +184,10 @@ def test_launcher_builds_the_command(args, expected):
     (["1", "training.max_stesp=1"], "unknown key 'training.max_stesp'"),  # the config is checked first
     (["2", "--accelerate-config", "nope.yaml"], "accelerate config nope.yaml not found"),
     (["0"], "NUM_GPUS must be at least 1"),
+    (["3"], "do not split over 3 GPUs"),  # the recipe's 256 rollouts, before any process starts
+    (["4", "--num-machines", "2", "--machine-rank", "0", "--main-process-ip", "10.0.0.1",
+      "vllm.tensor_parallel_size=3"], "does not divide the 8 training processes"),  # counted over all machines
+    (["4", "vllm.mode=server", "vllm.server_gpus=1"], "do not split over 3 GPUs"),  # 1 of 4 serves
 ])
 def test_launcher_rejects_bad_launches(args, message):
     r = subprocess.run([str(ROOT / "launch_trl.sh"), *args, "--dry-run"], capture_output=True, text=True, cwd=ROOT,
