@@ -80,6 +80,21 @@ def prepare_output_dir(cfg: Config) -> str | None:
                       "checkpointing.overwrite=true to write over it (nothing is deleted)")
 
 
+def same_checkpoint_everywhere(resume_from: str | None) -> None:
+    """Every process must resume from the same checkpoint. Machines that do not share training.output_dir
+    would otherwise start from different states: rank 0 from its last checkpoint, the others afresh."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    seen: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(seen, resume_from)
+    if len(set(seen)) > 1:
+        found = ", ".join(f"rank {r}: {s or 'none'}" for r, s in enumerate(seen))
+        raise ConfigError(f"the processes found different checkpoints to resume from ({found}); on several "
+                          "machines, put training.output_dir on a filesystem they all share")
+
+
 # ------------------------------------------------------------------------------------------------ trainer
 def generation_kwargs(use_vllm: bool) -> dict:
     """Stop at `</answer>` (kept in the text) after at least 4 tokens, in whichever engine generates: the same
@@ -226,6 +241,7 @@ def run(config_path: str, overrides: list[str]) -> int:
     from accelerate import PartialState
 
     state = PartialState()
+    same_checkpoint_everywhere(resume_from)
     with state.main_process_first():
         model_path = materialize(cfg.model)
     tokenizer = load_tokenizer(model_path)

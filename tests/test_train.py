@@ -229,6 +229,46 @@ def test_two_processes_train_the_same_global_batch(tmp_path, tiny_model, tiny_da
     assert json.loads((out / "eval_summary.json").read_text())["total_samples"] == 6
 
 
+def two_machines(tmp_path: Path, cfg: Path, overrides: tuple[list[str], list[str]] = ([], [])) -> list:
+    """Two machines rehearsed on this host: torchrun --nnodes 2, one CPU process each, meeting at 127.0.0.1."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank",
+                               str(node), "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port",
+                               str(port), str(ROOT / "step3_GRPO/train_trl.py"), "--config", str(cfg),
+                               *overrides[node]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=tmp_path) for node in (0, 1)]
+    return [(p.wait(timeout=600), *p.communicate()) for p in procs]
+
+
+def test_two_machines_train_as_one_group(tmp_path, tiny_model, tiny_data):
+    """Across machines the ranks form one group: the batch splits over both, machine 0's rank 0 alone saves
+    and evaluates."""
+    cfg = config(tmp_path, tiny_model, tiny_data, training={"max_steps": 1})
+    (rc0, out0, err0), (rc1, out1, err1) = two_machines(tmp_path, cfg)
+    assert rc0 == rc1 == 0, (err0[-2000:], err1[-2000:])
+    assert "per_device_rollouts=4" in out0 and "on 2 process(es)" in out0
+    assert "[grpo] saved" in out0 and "[grpo]" not in out1  # rank 1 stays quiet
+    assert json.loads((tmp_path / "out" / "eval_summary.json").read_text())["total_samples"] == 6
+
+
+def test_machines_that_see_different_checkpoints_are_refused(tmp_path, tiny_model, tiny_data):
+    """An output_dir that is not shared: machine 0 finds a checkpoint, machine 1 (its own folder) finds none.
+    Resuming only on rank 0 would train from two states; both stop with the fix instead."""
+    cfg = config(tmp_path, tiny_model, tiny_data)
+    ckpt = tmp_path / "out" / "checkpoint-2"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text("{}")
+    results = two_machines(tmp_path, cfg, ([], [f"training.output_dir={tmp_path / 'elsewhere'}"]))
+    for rc, _, err in results:
+        assert rc != 0
+        assert f"different checkpoints to resume from (rank 0: {ckpt}, rank 1: none)" in err, err[-2000:]
+        assert "on a filesystem they all share" in err
+
+
 def test_final_eval_subprocess_leaves_the_training_group(tmp_path):
     """On GPU the final evaluation runs evaluate.py in a fresh process: no distributed variables (vLLM would
     join the finished training group), one physical GPU, the run's overrides, the measured vLLM share last."""
