@@ -46,8 +46,7 @@ eval_random() {
 
 if [[ $NG -ge 4 ]]; then
   # what sessions 3-4 (docs/benchmarks.md) left open, most needed first: the largest model in server mode,
-  # ZeRO-3 7B on 4 GPUs, the fixed multi-node launch (nodes of 1 GPU, the case that ran each node alone, beside
-  # 3B in server mode), DDP-3B on 4 GPUs; then 1-GPU lanes side by side.
+  # ZeRO-3 7B on 4 GPUs, 3B in server mode with one trainer, DDP-3B on 4 GPUs; then 1-GPU lanes side by side.
   prep 3B
   prep 7B
   # 3 trainers (FSDP2) + 1 server: 24 prompts x 8 = 64 rollouts per trainer, as B2 gives each of 4 GPUs
@@ -55,16 +54,13 @@ if [[ $NG -ge 4 ]]; then
     --accelerate-config config/accelerate/fsdp2.yaml "${B1_ARGS[@]}"
   bench zero3_7b 0,1,2,3 --shape B2 --gpus 4 --model 7B --batch global --variants ours --steps 2 \
     --accelerate-config config/accelerate/zero3.yaml "${B1_ARGS[@]}"
-  bench nodes2 0,1 --shape B1 --steps 4 --gpus 2 --nodes 2 --variants $FAST "${B1_ARGS[@]}" &
-  bench server_3b_2 2,3 --shape B2 --gpus 2 --model 3B --batch global --variants server --steps 2 "${B1_ARGS[@]}" &
-  wait
+  bench server_3b_2 2,3 --shape B2 --gpus 2 --model 3B --batch global --variants server --steps 2 "${B1_ARGS[@]}"
   bench ddp_3b_4 0,1,2,3 --shape B2 --gpus 4 --model 3B --batch global --variants ours --steps 2 "${B1_ARGS[@]}"
   eval_random 0 &  # alone on its GPU, warm compile cache from nothing else: the 3-minute target
   bench b2_mb16 1 --shape B2 --steps 3 --variants mb16 "${B1_ARGS[@]}" &
   bench b2_ckpt_off 2 --shape B2 --steps 3 --variants ckpt_off "${B1_ARGS[@]}" &  # with sleep on: fits 80 GB?
   wait
 else  # the 2-GPU kind: what session 4 left open there, most needed first; one run at a time
-  bench nodes2 0,1 --shape B1 --steps 4 --gpus 2 --nodes 2 --variants $FAST "${B1_ARGS[@]}"  # the fixed launcher
   prep 3B
   bench server_3b_2 0,1 --shape B2 --gpus 2 --model 3B --batch global --variants server --steps 2 "${B1_ARGS[@]}"
   bench zero2_2 0,1 --shape B1 --steps 4 --gpus 2 --variants $FAST --accelerate-config config/accelerate/zero2.yaml \
