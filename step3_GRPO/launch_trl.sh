@@ -4,7 +4,8 @@
 # usage: step3_GRPO/launch_trl.sh [NUM_GPUS] [options] [section.key=value ...]
 #   NUM_GPUS                 GPUs on this machine; 1 (default) runs python directly, N > 1 `accelerate launch`
 #   --config FILE            training YAML (default: config/grpo_config.yaml)
-#   --accelerate-config FILE an accelerate config passed through (config/accelerate/{ddp,fsdp2,zero2,zero3}.yaml)
+#   --accelerate-config FILE an accelerate config passed through (config/accelerate/{ddp,fsdp2,zero2,zero3}.yaml);
+#                            without one, N GPUs run DDP
 #   --num-machines N --machine-rank R --main-process-ip IP [--main-process-port P]   multi-node (run on every node)
 #   --dry-run                print the command(s) instead of running them
 # With `vllm.mode: server` in the config, the last vllm.server_gpus of the NUM_GPUS run `trl vllm-serve`, the
@@ -27,7 +28,7 @@ IP=""
 DRY=0
 ARGS=()
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "error: $*" >&2; exit 2; }
 need() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"; }
 
