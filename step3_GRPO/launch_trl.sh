@@ -50,6 +50,10 @@ done
 if [[ "$MACHINES" -gt 1 && ( -z "$RANK" || -z "$IP" ) ]]; then
   die "--num-machines $MACHINES needs --machine-rank and --main-process-ip (the rank-0 node's address)"
 fi
+if [[ "$DRY" -eq 0 && -n "$ACCEL_CONFIG" ]] && grep -q '^distributed_type: *DEEPSPEED' "$ACCEL_CONFIG" \
+   && ! "$PYTHON" -c "import importlib.util as u, sys; sys.exit(u.find_spec('deepspeed') is None)"; then
+  die "$ACCEL_CONFIG runs DeepSpeed, which is not installed: pip install -e '.[deepspeed]'"
+fi
 if [[ "$DRY" -eq 0 ]] && command -v nvidia-smi >/dev/null 2>&1; then
   PRESENT=$(nvidia-smi -L | wc -l)
   [[ "$NUM_GPUS" -le "$PRESENT" ]] || die "$NUM_GPUS GPUs requested but $PRESENT present; run with $PRESENT"

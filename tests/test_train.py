@@ -195,6 +195,19 @@ def test_launcher_rejects_bad_launches(args, message):
     assert r.returncode == 2 and message in r.stderr
 
 
+def test_deepspeed_config_without_deepspeed_says_how_to_get_it():
+    """Not a dry run, so the environment is checked too; this machine has no DeepSpeed (nor GPUs)."""
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed"):
+        pytest.skip("DeepSpeed is installed here")
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), "2", "--accelerate-config", "config/accelerate/zero3.yaml"],
+                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHON": sys.executable})
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("error: config/accelerate/zero3.yaml runs DeepSpeed, which is not installed: "
+                                "pip install -e '.[deepspeed]'")
+
+
 def test_server_mode_needs_a_gpu_left_to_train(tiny_model):
     args = ["2", "vllm.mode=server", "vllm.server_gpus=2", f"model.name_or_path={tiny_model}", "--dry-run"]
     env = {**{k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}, "PYTHON": sys.executable}
