@@ -218,6 +218,10 @@ def test_server_mode_needs_a_gpu_left_to_train(tiny_model):
     serve, train = r.stdout.splitlines()  # the server on the last GPU, the trainer on the first
     assert serve.startswith("env CUDA_VISIBLE_DEVICES=1 ") and "vllm-serve --model" in serve and serve.endswith("&")
     assert train.startswith("env CUDA_VISIBLE_DEVICES=0 ") and "train_trl.py" in train
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args[:2], "vllm.server_gpus=1", *args[3:], "--num-machines", "2",
+                        "--machine-rank", "0", "--main-process-ip", "10.0.0.1"], capture_output=True, text=True,
+                       cwd=ROOT, env=env)
+    assert r.returncode == 2 and "serves from this node only; use vllm.mode=colocate on several nodes" in r.stderr
 
 
 @pytest.mark.parametrize("name", ["ddp", "fsdp2", "zero2", "zero3"])
