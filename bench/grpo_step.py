@@ -219,7 +219,8 @@ def free_port() -> int:
 
 def launch(gpus: int, nodes: int, options: list[str], config: list[str], env: dict) -> int:
     """Run `launch_trl.sh` for one variant; with nodes > 1, one launcher per rehearsed machine, each on its own
-    share of the visible GPUs, all meeting at 127.0.0.1. The exit status is the first failing launcher's."""
+    share of the visible GPUs, all meeting at 127.0.0.1. The exit status is the first failing launcher's; the
+    others are then stopped, since they would wait for the lost machine until the rendezvous times out."""
     launcher = str(ROOT / "launch_trl.sh")
     if nodes == 1:
         return subprocess.run([launcher, str(gpus), *options, *config], env=env).returncode
@@ -229,7 +230,15 @@ def launch(gpus: int, nodes: int, options: list[str], config: list[str], env: di
                                "--main-process-ip", "127.0.0.1", "--main-process-port", env["MAIN_PROCESS_PORT"],
                                *config], env={**env, "CUDA_VISIBLE_DEVICES": ",".join(devices[r * per:(r + 1) * per])})
              for r in range(nodes)]
-    return next((rc for rc in (p.wait() for p in procs) if rc), 0)
+    while True:
+        codes = [p.poll() for p in procs]
+        failed = next((rc for rc in codes if rc), 0)
+        if failed or None not in codes:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+            return failed
+        time.sleep(1)
 
 
 # ------------------------------------------------------------------------------------------------ worker

@@ -60,24 +60,30 @@ def test_gpu_memory_keeps_each_gpus_peak(tmp_path, monkeypatch):
 
 def test_rehearsed_nodes_split_the_gpus_and_meet_at_one_address(monkeypatch):
     """`--nodes 2` starts one launcher per rehearsed machine on its own half of the visible GPUs; each command is
-    one the real launcher accepts and turns into accelerate's multi-node launch. A failing node fails the run."""
+    one the real launcher accepts and turns into accelerate's multi-node launch. A failing node fails the run
+    and stops the node left waiting for it."""
     sys.path.insert(0, str(ROOT / "bench"))
     import grpo_step
 
-    started = []
+    started, nodes = [], []
 
-    class FakePopen:
+    class FakePopen:  # node 0 would wait forever; node 1 fails
         def __init__(self, cmd, env):
             started.append((cmd, env["CUDA_VISIBLE_DEVICES"]))
-            self.rc = 3 if len(started) == 2 else 0
+            nodes.append(self)
+            self.rc = 3 if len(started) == 2 else None
 
-        def wait(self):
+        def poll(self):
             return self.rc
+
+        def terminate(self):
+            self.rc = -15
 
     monkeypatch.setattr(grpo_step.subprocess, "Popen", FakePopen)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "4,5,6,7", "MAIN_PROCESS_PORT": "29612", "PYTHON": sys.executable}
     assert grpo_step.launch(4, 2, [], ["training.seed=1"], env) == 3
     assert [devices for _, devices in started] == ["4,5", "6,7"]
+    assert nodes[0].rc == -15  # stopped, not left waiting
     monkeypatch.undo()
     for rank, (cmd, _) in enumerate(started):
         r = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, cwd=ROOT, env=env)
