@@ -1,9 +1,10 @@
-"""What the launcher needs from the config before it starts anything: `MODE SERVER_GPUS PORT MODEL`.
+"""What the launcher needs from the config before it starts anything: `MODE SERVER_GPUS PORT TRAIN_GPUS MODEL`.
 
 Run by launch_trl.sh; a configuration mistake ends here with one line and exit code 2, before any GPU
 process starts, the batch's fit to the launch included (rollouts over the training processes, vLLM's
 tensor-parallel size): otherwise every rank would fail on its own, under accelerate's traceback.
-MODEL is the folder vLLM serves (a GGUF is converted once, as the trainer would).
+TRAIN_GPUS is how many of this machine's GPUs train (the rest serve); MODEL is the folder vLLM serves (a GGUF
+is converted once, as the trainer would).
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         model = "-"
         server = cfg.vllm.use_vllm and cfg.vllm.mode == "server"
         train_gpus = args.gpus - (cfg.vllm.server_gpus if server else 0)
-        if train_gpus >= 1:  # none left: launch_trl.sh says so
-            plan_batch(cfg, train_gpus * args.machines)
+        if train_gpus < 1:
+            raise ConfigError(f"vllm.server_gpus={cfg.vllm.server_gpus} leaves none of the {args.gpus} GPUs to train "
+                              "on; launch with more GPUs or lower vllm.server_gpus")
+        plan_batch(cfg, train_gpus * args.machines)
         if server:
             from train.models import check_model_source, materialize
 
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     mode = cfg.vllm.mode if cfg.vllm.use_vllm else "none"
-    print(mode, cfg.vllm.server_gpus, cfg.vllm.server_port, model)
+    print(mode, cfg.vllm.server_gpus, cfg.vllm.server_port, train_gpus, model)
     return 0
 
 

@@ -62,13 +62,9 @@ fi
 export PYTHONUNBUFFERED=1 VLLM_NO_USAGE_STATS=1
 # the config decides between vLLM inside each training process and a vLLM server on GPUs of its own
 PLAN=$("$PYTHON" "$HERE/launch_plan.py" --gpus "$NUM_GPUS" --machines "$MACHINES" "${ARGS[@]+"${ARGS[@]}"}") || exit $?
-read -r MODE SERVER_GPUS SERVER_PORT MODEL <<< "$PLAN"
-TRAIN_GPUS="$NUM_GPUS"
+read -r MODE SERVER_GPUS SERVER_PORT TRAIN_GPUS MODEL <<< "$PLAN"
 SERVE=()
 if [[ "$MODE" == server ]]; then
-  TRAIN_GPUS=$((NUM_GPUS - SERVER_GPUS))
-  [[ "$TRAIN_GPUS" -ge 1 ]] || die "vllm.server_gpus=$SERVER_GPUS leaves none of the $NUM_GPUS GPUs to train on; \
-launch with more GPUs or lower vllm.server_gpus"
   [[ "$MACHINES" -eq 1 ]] || die "vllm.mode server serves from this node only; use vllm.mode=colocate on several nodes"
   if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then IFS=, read -r -a DEVICES <<< "$CUDA_VISIBLE_DEVICES"
   else mapfile -t DEVICES < <(seq 0 $((NUM_GPUS - 1))); fi

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -246,13 +247,15 @@ def test_two_processes_train_the_same_global_batch(tmp_path, tiny_model, tiny_da
     assert json.loads((out / "eval_summary.json").read_text())["total_samples"] == 6
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def two_machines(tmp_path: Path, cfg: Path, overrides: tuple[list[str], list[str]] = ([], [])) -> list:
     """Two machines rehearsed on this host: torchrun --nnodes 2, one CPU process each, meeting at 127.0.0.1."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank",
                                str(node), "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port",
                                str(port), str(ROOT / "step3_GRPO/train_trl.py"), "--config", str(cfg),
@@ -317,11 +320,7 @@ def test_server_mode_starts_waits_for_and_stops_the_server(tmp_path, tiny_model,
     """vllm.mode=server: the launcher starts the server on the last GPU, trains on the rest once /health
     answers, returns the trainer's status and leaves no server behind. `trl vllm-serve` is replaced by a
     stand-in that only answers /health (no GPU here; the trainer then generates with transformers)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     (tmp_path / "server.py").write_text(FAKE_SERVER)
     fake = tmp_path / "python"
     fake.write_text(f"""#!/usr/bin/env bash
