@@ -12,6 +12,16 @@ cd "$(dirname "$0")/.."
 RES="${RES:-/tmp/session}"
 mkdir -p "$RES"
 trap 'touch "$RES/DONE"' EXIT  # also when the set-up fails: gpu_collect.sh stops waiting
+# the launcher's checks on the real machine, each must end with one line and exit 2 before any process starts;
+# the first runs before the set-up installs DeepSpeed (the GPU machine has none of its own)
+checks() {
+  local py=${1:-python3}
+  shift
+  echo "== $*" >> "$RES/checks.log"
+  PYTHON=$py step3_GRPO/launch_trl.sh "$@" >> "$RES/checks.log" 2>&1
+  echo "rc=$?" >> "$RES/checks.log"
+}
+checks /opt/torch/.venv/bin/python3 2 --accelerate-config config/accelerate/zero2.yaml
 source bench/gpu_setup.sh
 NG=$(nvidia-smi -L | wc -l)
 B1_ARGS=(-- vllm.gpu_memory_utilization=0.17)  # vLLM's 24 GB of an 80 GB H100 at 0.3, so peaks read as on an H100
@@ -61,6 +71,10 @@ if [[ $NG -ge 4 ]]; then
   bench b2_ckpt_off 2 --shape B2 --steps 3 --variants ckpt_off "${B1_ARGS[@]}" &  # with sleep on: fits 80 GB?
   wait
 else  # the 2-GPU kind: what session 4 left open there, most needed first; one run at a time
+  checks python3 3
+  checks python3 2 training.prompts_per_step=3 grpo.group_size=3
+  checks python3 2 vllm.tensor_parallel_size=4
+  checks python3 2 vllm.mode=server vllm.server_gpus=2
   prep 3B
   bench server_3b_2 0,1 --shape B2 --gpus 2 --model 3B --batch global --variants server --steps 2 "${B1_ARGS[@]}"
   bench zero2_2 0,1 --shape B1 --steps 4 --gpus 2 --variants $FAST --accelerate-config config/accelerate/zero2.yaml \
