@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One GPU session's measurements, as jobs on the GPUs of one machine (4 GPUs: the runs sessions 3-4 left open,
-# then 1-GPU lanes side by side; 2 GPUs: what session 4 left open on the 2-GPU kind), so that 30 minutes
+# One GPU session's measurements, as jobs on the GPUs of one machine (4 GPUs: the runs sessions 3-5 left open,
+# then 1-GPU lanes side by side; 2 GPUs: what sessions 4-5 left open on the 2-GPU kind), so that 30 minutes
 # of device time hold them all. Results go to $RES (default /tmp/session): one JSON and one log per job, `progress` with each
 # job's start, end and exit status, DONE at the end. Start it detached so that it outlives the `run` call:
 #   setsid nohup bash bench/gpu_session.sh > /tmp/session.log 2>&1 < /dev/null &
@@ -55,8 +55,8 @@ eval_random() {
 }
 
 if [[ $NG -ge 4 ]]; then
-  # what sessions 3-4 (docs/benchmarks.md) left open, most needed first: the largest model in server mode,
-  # ZeRO-3 7B on 4 GPUs, 3B in server mode with one trainer, DDP-3B on 4 GPUs; then 1-GPU lanes side by side.
+  # what sessions 3-5 (docs/benchmarks.md) left open, most needed first: the largest model in server mode,
+  # ZeRO-3 7B on 4 GPUs, DDP-3B on 4 GPUs; then 1-GPU lanes side by side.
   prep 3B
   prep 7B
   # 3 trainers (FSDP2) + 1 server: 24 prompts x 8 = 64 rollouts per trainer, as B2 gives each of 4 GPUs
@@ -64,22 +64,23 @@ if [[ $NG -ge 4 ]]; then
     --accelerate-config config/accelerate/fsdp2.yaml "${B1_ARGS[@]}"
   bench zero3_7b 0,1,2,3 --shape B2 --gpus 4 --model 7B --batch global --variants ours --steps 2 \
     --accelerate-config config/accelerate/zero3.yaml "${B1_ARGS[@]}"
-  bench server_3b_2 2,3 --shape B2 --gpus 2 --model 3B --batch global --variants server --steps 2 "${B1_ARGS[@]}"
   bench ddp_3b_4 0,1,2,3 --shape B2 --gpus 4 --model 3B --batch global --variants ours --steps 2 "${B1_ARGS[@]}"
   eval_random 0 &  # alone on its GPU, warm compile cache from nothing else: the 3-minute target
   bench b2_mb16 1 --shape B2 --steps 3 --variants mb16 "${B1_ARGS[@]}" &
   bench b2_ckpt_off 2 --shape B2 --steps 3 --variants ckpt_off "${B1_ARGS[@]}" &  # with sleep on: fits 80 GB?
   wait
-else  # the 2-GPU kind: what session 4 left open there, most needed first; one run at a time
+else  # the 2-GPU kind: what sessions 4-5 left open there (docs/benchmarks.md), most needed first; one run at a time
   checks python3 3
   checks python3 2 training.prompts_per_step=3 grpo.group_size=3
-  checks python3 2 vllm.tensor_parallel_size=4
-  checks python3 2 vllm.mode=server vllm.server_gpus=2
+  prep 7B
   prep 3B
-  bench server_3b_2 0,1 --shape B2 --gpus 2 --model 3B --batch global --variants server --steps 2 "${B1_ARGS[@]}"
-  bench zero2_2 0,1 --shape B1 --steps 4 --gpus 2 --variants $FAST --accelerate-config config/accelerate/zero2.yaml \
-    "${B1_ARGS[@]}"
-  bench zero3_2 0,1 --shape B1 --steps 4 --gpus 2 --variants $FAST --accelerate-config config/accelerate/zero3.yaml \
-    "${B1_ARGS[@]}"
+  # the largest model with ZeRO-2 (shards gradients and optimizer state, not weights: 7B holds 30 GB of fp32
+  # weights per GPU), then ZeRO-3 7B again for the step split session 4 lost and the last-step checkpoint skip
+  bench zero2_7b_2 0,1 --shape B2 --gpus 2 --model 7B --batch global --variants ours --steps 2 \
+    --accelerate-config config/accelerate/zero2.yaml "${B1_ARGS[@]}"
+  bench zero3_7b_2 0,1 --shape B2 --gpus 2 --model 7B --batch global --variants ours --steps 2 \
+    --accelerate-config config/accelerate/zero3.yaml "${B1_ARGS[@]}"
+  bench zero2_3b_2 0,1 --shape B2 --gpus 2 --model 3B --batch global --variants ours --steps 2 \
+    --accelerate-config config/accelerate/zero2.yaml "${B1_ARGS[@]}"
 fi
 echo "$(date +%T) all done" >> "$RES/progress"
