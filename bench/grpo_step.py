@@ -15,7 +15,9 @@ weight-sync / policy-update split (TRL's profiling hooks), completion tokens/s o
 the device's during each step (driver-sampled, vLLM included), every GPU's over the whole run (`nvidia-smi`,
 engine start and the vLLM server included; this script's own CUDA context adds ~0.5 GiB on the first GPU) and
 each rank's torch peak (`max_memory_allocated`: the trainer, plus colocated vLLM's weights and KV cache, which
-allocate in the same process and stay counted while vLLM sleeps).
+allocate in the same process and stay counted while vLLM sleeps). Also per GPU over the run (`gpu_state`): the SM
+clock while busy, peak power and temperature, so that a slow run on a throttled card shows as such (session 5's
+1-GPU baseline differed by 23% between two runs on one host).
 The floor, per GPU: generation reads the weights and the KV cache once per decode step, so it needs at least
 decode_steps x bytes / copy bandwidth; the update needs ~8 x params x tokens FLOPs (forward for the old
 log-probs, forward + backward) / matmul rate. Both rates are measured on the card first.
@@ -179,34 +181,65 @@ def overrides(model_dir: Path, data: Path, out: Path, steps: int, prompts: int, 
             "evaluation.enabled=false", "logging.wandb=off"]
 
 
-class GpuMemory:
-    """Peak memory in use on every visible GPU while a variant runs (engine start included), from `nvidia-smi`
-    every 100 ms: per GPU, whichever process holds it (trainer ranks, colocated vLLM, the vLLM server)."""
+class GpuSampler:
+    """Every visible GPU's state while a variant runs (engine start included), from `nvidia-smi` every 100 ms:
+    the peak memory in use, whichever process holds it (trainer ranks, colocated vLLM, the vLLM server), and,
+    to tell a slow run from a slow card, the SM clock while busy, the power and the temperature."""
+
+    FIELDS = "index,memory.used,utilization.gpu,clocks.sm,power.draw,temperature.gpu"
 
     def __init__(self):
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        cmd = ["nvidia-smi", "--query-gpu=index,memory.used", "--format=csv,noheader,nounits", "-lms", "100"]
+        cmd = ["nvidia-smi", f"--query-gpu={self.FIELDS}", "--format=csv,noheader,nounits", "-lms", "100"]
         try:
             self.proc = subprocess.Popen(cmd + (["-i", visible] if visible else []), stdout=subprocess.PIPE,
                                          stderr=subprocess.DEVNULL, text=True)
         except OSError:  # no NVIDIA driver (the CPU test)
             self.proc = None
         self.peak_mib: dict[str, int] = {}
+        self.busy_mhz: dict[str, list[float]] = {}
+        self.power_w: dict[str, float] = {}
+        self.temp_c: dict[str, float] = {}
         if self.proc:
             self.thread = threading.Thread(target=self.read, daemon=True)
             self.thread.start()
 
     def read(self):
+        def num(x):  # "[N/A]" and the like read as nothing
+            try:
+                return float(x)
+            except ValueError:
+                return None
+
         for line in self.proc.stdout:
-            index, used = (x.strip() for x in line.split(","))
-            if used.isdigit():
+            index, *values = (x.strip() for x in line.split(","))
+            used, util, mhz, watts, temp = (num(v) for v in (values + [""] * 5)[:5])
+            if used is not None:
                 self.peak_mib[index] = max(self.peak_mib.get(index, 0), int(used))
+            if util is not None and util >= 50 and mhz is not None:
+                self.busy_mhz.setdefault(index, []).append(mhz)
+            if watts is not None:
+                self.power_w[index] = max(self.power_w.get(index, 0.0), watts)
+            if temp is not None:
+                self.temp_c[index] = max(self.temp_c.get(index, 0.0), temp)
 
     def stop(self) -> dict[str, float]:
+        """Stop sampling; the peak memory in GiB per GPU."""
         if self.proc:
             self.proc.terminate()
             self.thread.join(timeout=5)
         return {f"gpu{i}": round(mib / 1024, 1) for i, mib in sorted(self.peak_mib.items())}
+
+    def state(self) -> dict[str, dict]:
+        """Per GPU: the SM clock's median and minimum over the samples with utilization >= 50%, peak power and
+        temperature (a throttled card shows a low busy clock)."""
+        out = {}
+        for i in sorted(set(self.peak_mib) | set(self.busy_mhz)):
+            mhz = sorted(self.busy_mhz.get(i, []))
+            out[f"gpu{i}"] = {"busy_samples": len(mhz), "sm_MHz_busy_median": mhz[len(mhz) // 2] if mhz else None,
+                              "sm_MHz_busy_min": mhz[0] if mhz else None, "power_W_max": self.power_w.get(i),
+                              "temp_C_max": self.temp_c.get(i)}
+        return out
 
 
 def free_port() -> int:
@@ -409,13 +442,13 @@ def main() -> int:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRPO_ENTRY": __file__, "BENCH_RESULT": str(result),
                "BENCH_LENGTH": str(length), "MAIN_PROCESS_PORT": str(free_port()), "PYTHON": sys.executable}
         t = time.perf_counter()
-        memory = GpuMemory()
+        sampler = GpuSampler()
         rc = launch(args.gpus, args.nodes, options, config, env)
         wall = time.perf_counter() - t
-        gpu_peaks = memory.stop()
+        gpu_peaks = sampler.stop()
         if rc or not result.exists():
             results["variants"][variant] = {"error": f"exit {rc}", "wall_s": round(wall),
-                                            "run_peak_GiB_per_gpu": gpu_peaks}
+                                            "run_peak_GiB_per_gpu": gpu_peaks, "gpu_state": sampler.state()}
         else:
             steps_log = json.loads(result.read_text())["steps"]
             ranks = [scratch / f"{variant}.rank{r}.json" for r in range(train_gpus)]
@@ -423,7 +456,8 @@ def main() -> int:
                  "train_gpus": train_gpus, "run_peak_GiB_per_gpu": gpu_peaks,
                  "trainer_peak_GiB_per_rank": [json.loads(f.read_text())["torch_peak_GiB"] for f in ranks
                                                if f.exists()],
-                 "floor": floor(arch, seqs_per_gpu, length, prompt_tokens, rates, n_params)}
+                 "floor": floor(arch, seqs_per_gpu, length, prompt_tokens, rates, n_params),
+                 "gpu_state": sampler.state()}
             results["variants"][variant] = {**v, "steps": steps_log}
             print(f"[bench] {variant}: {json.dumps(v)}", flush=True)
         if args.out:  # after every variant, so a run cut short keeps what it measured

@@ -44,18 +44,27 @@ def test_benchmark_times_steps_through_the_trainer(tmp_path, tiny_model):
     assert not list((tmp_path / "out-ours" / "final_model").glob("*.safetensors"))  # weights are not saved
 
 
-def test_gpu_memory_keeps_each_gpus_peak(tmp_path, monkeypatch):
-    """The run-long sampler reads `nvidia-smi`'s CSV lines and keeps the largest reading of every GPU."""
+def test_gpu_sampler_keeps_each_gpus_peak_and_busy_clock(tmp_path, monkeypatch):
+    """The run-long sampler reads `nvidia-smi`'s CSV lines: the largest memory reading of every GPU, and its SM
+    clock over the busy samples only (an idle card's clock says nothing of throttling)."""
     sys.path.insert(0, str(ROOT / "bench"))
-    from grpo_step import GpuMemory
+    from grpo_step import GpuSampler
 
+    lines = ["0, 100, 0, 345, 80.5, 30", "1, 2048, 90, 1980, 650.0, 61", "0, 3072, 95, 1500, 700.1, 70",
+             "1, [N/A], [N/A], [N/A], [N/A], [N/A]", "0, 50, 60, 1700, 690.0, 72", "0, 60, 99, 1900, 600, 65"]
     fake = tmp_path / "nvidia-smi"
-    fake.write_text("#!/bin/sh\nprintf '0, 100\\n1, 2048\\n0, 3072\\n1, [N/A]\\n0, 50\\n'\nsleep 30\n")
+    fake.write_text("#!/bin/sh\nprintf '" + "\\n".join(lines) + "\\n'\nsleep 30\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    memory = GpuMemory()
+    sampler = GpuSampler()
     time.sleep(1)
-    assert memory.stop() == {"gpu0": 3.0, "gpu1": 2.0}
+    assert sampler.stop() == {"gpu0": 3.0, "gpu1": 2.0}
+    assert sampler.state() == {
+        "gpu0": {"busy_samples": 3, "sm_MHz_busy_median": 1700.0, "sm_MHz_busy_min": 1500.0, "power_W_max": 700.1,
+                 "temp_C_max": 72.0},
+        "gpu1": {"busy_samples": 1, "sm_MHz_busy_median": 1980.0, "sm_MHz_busy_min": 1980.0, "power_W_max": 650.0,
+                 "temp_C_max": 61.0},
+    }
 
 
 def test_rehearsed_nodes_split_the_gpus_and_meet_at_one_address(monkeypatch):
