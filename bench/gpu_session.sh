@@ -14,8 +14,8 @@ mkdir -p "$RES"
 trap 'touch "$RES/DONE"' EXIT  # also when the set-up fails: gpu_collect.sh stops waiting
 # the launcher's checks on the real machine, each must end with one line and exit 2 before any process starts;
 # the first runs before the set-up installs DeepSpeed (the GPU machine has none of its own)
-checks() {
-  local py=${1:-python3}
+checks() {  # checks PYTHON LAUNCHER_ARGS...
+  local py=$1
   shift
   echo "== $*" >> "$RES/checks.log"
   PYTHON=$py step3_GRPO/launch_trl.sh "$@" >> "$RES/checks.log" 2>&1

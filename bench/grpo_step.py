@@ -196,10 +196,7 @@ class GpuSampler:
                                          stderr=subprocess.DEVNULL, text=True)
         except OSError:  # no NVIDIA driver (the CPU test)
             self.proc = None
-        self.peak_mib: dict[str, int] = {}
-        self.busy_mhz: dict[str, list[float]] = {}
-        self.power_w: dict[str, float] = {}
-        self.temp_c: dict[str, float] = {}
+        self.samples: dict[str, list[tuple]] = {}  # per GPU: (MiB used, util %, SM MHz, W, deg C), None if N/A
         if self.proc:
             self.thread = threading.Thread(target=self.read, daemon=True)
             self.thread.start()
@@ -213,32 +210,26 @@ class GpuSampler:
 
         for line in self.proc.stdout:
             index, *values = (x.strip() for x in line.split(","))
-            used, util, mhz, watts, temp = (num(v) for v in (values + [""] * 5)[:5])
-            if used is not None:
-                self.peak_mib[index] = max(self.peak_mib.get(index, 0), int(used))
-            if util is not None and util >= 50 and mhz is not None:
-                self.busy_mhz.setdefault(index, []).append(mhz)
-            if watts is not None:
-                self.power_w[index] = max(self.power_w.get(index, 0.0), watts)
-            if temp is not None:
-                self.temp_c[index] = max(self.temp_c.get(index, 0.0), temp)
+            self.samples.setdefault(index, []).append(tuple(num(v) for v in (values + [""] * 5)[:5]))
 
     def stop(self) -> dict[str, float]:
         """Stop sampling; the peak memory in GiB per GPU."""
         if self.proc:
             self.proc.terminate()
             self.thread.join(timeout=5)
-        return {f"gpu{i}": round(mib / 1024, 1) for i, mib in sorted(self.peak_mib.items())}
+        peaks = {i: max((r[0] for r in rows if r[0] is not None), default=None) for i, rows in self.samples.items()}
+        return {f"gpu{i}": round(mib / 1024, 1) for i, mib in sorted(peaks.items()) if mib is not None}
 
     def state(self) -> dict[str, dict]:
         """Per GPU: the SM clock's median and minimum over the samples with utilization >= 50%, peak power and
         temperature (a throttled card shows a low busy clock)."""
         out = {}
-        for i in sorted(set(self.peak_mib) | set(self.busy_mhz)):
-            mhz = sorted(self.busy_mhz.get(i, []))
+        for i, rows in sorted(self.samples.items()):
+            mhz = sorted(r[2] for r in rows if r[1] is not None and r[1] >= 50 and r[2] is not None)
             out[f"gpu{i}"] = {"busy_samples": len(mhz), "sm_MHz_busy_median": mhz[len(mhz) // 2] if mhz else None,
-                              "sm_MHz_busy_min": mhz[0] if mhz else None, "power_W_max": self.power_w.get(i),
-                              "temp_C_max": self.temp_c.get(i)}
+                              "sm_MHz_busy_min": mhz[0] if mhz else None,
+                              "power_W_max": max((r[3] for r in rows if r[3] is not None), default=None),
+                              "temp_C_max": max((r[4] for r in rows if r[4] is not None), default=None)}
         return out
 
 
@@ -445,19 +436,17 @@ def main() -> int:
         sampler = GpuSampler()
         rc = launch(args.gpus, args.nodes, options, config, env)
         wall = time.perf_counter() - t
-        gpu_peaks = sampler.stop()
+        gpu = {"run_peak_GiB_per_gpu": sampler.stop(), "gpu_state": sampler.state()}
         if rc or not result.exists():
-            results["variants"][variant] = {"error": f"exit {rc}", "wall_s": round(wall),
-                                            "run_peak_GiB_per_gpu": gpu_peaks, "gpu_state": sampler.state()}
+            results["variants"][variant] = {"error": f"exit {rc}", "wall_s": round(wall), **gpu}
         else:
             steps_log = json.loads(result.read_text())["steps"]
             ranks = [scratch / f"{variant}.rank{r}.json" for r in range(train_gpus)]
             v = {**summarize(steps_log, prompts * group, length), "wall_s": round(wall), "prompts": prompts,
-                 "train_gpus": train_gpus, "run_peak_GiB_per_gpu": gpu_peaks,
+                 "train_gpus": train_gpus, **gpu,
                  "trainer_peak_GiB_per_rank": [json.loads(f.read_text())["torch_peak_GiB"] for f in ranks
                                                if f.exists()],
-                 "floor": floor(arch, seqs_per_gpu, length, prompt_tokens, rates, n_params),
-                 "gpu_state": sampler.state()}
+                 "floor": floor(arch, seqs_per_gpu, length, prompt_tokens, rates, n_params)}
             results["variants"][variant] = {**v, "steps": steps_log}
             print(f"[bench] {variant}: {json.dumps(v)}", flush=True)
         if args.out:  # after every variant, so a run cut short keeps what it measured
