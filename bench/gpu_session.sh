@@ -56,7 +56,7 @@ eval_random() {
 
 if [[ $NG -ge 4 ]]; then
   # what sessions 3-6 (docs/benchmarks.md) left open, most needed first: the largest model in server mode,
-  # ZeRO-3 7B on 4 GPUs, DDP-3B on 4 GPUs; then 1-GPU lanes side by side.
+  # ZeRO-3 and ZeRO-2 7B on 4 GPUs, DDP-3B on 4 GPUs; then 1-GPU lanes side by side.
   prep 3B
   prep 7B
   # 3 trainers (FSDP2) + 1 server: 24 prompts x 8 = 64 rollouts per trainer, as B2 gives each of 4 GPUs
@@ -64,6 +64,8 @@ if [[ $NG -ge 4 ]]; then
     --accelerate-config config/accelerate/fsdp2.yaml "${B1_ARGS[@]}"
   bench zero3_7b 0,1,2,3 --shape B2 --gpus 4 --model 7B --batch global --variants ours --steps 2 \
     --accelerate-config config/accelerate/zero3.yaml "${B1_ARGS[@]}"
+  bench zero2_7b 0,1,2,3 --shape B2 --gpus 4 --model 7B --batch global --variants ours --steps 2 \
+    --accelerate-config config/accelerate/zero2.yaml "${B1_ARGS[@]}"
   bench ddp_3b_4 0,1,2,3 --shape B2 --gpus 4 --model 3B --batch global --variants ours --steps 2 "${B1_ARGS[@]}"
   eval_random 0 &  # alone on its GPU, warm compile cache from nothing else: the 3-minute target
   bench b2_mb16 1 --shape B2 --steps 3 --variants mb16 "${B1_ARGS[@]}" &
