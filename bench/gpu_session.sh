@@ -12,16 +12,11 @@ cd "$(dirname "$0")/.."
 RES="${RES:-/tmp/session}"
 mkdir -p "$RES"
 trap 'touch "$RES/DONE"' EXIT  # also when the set-up fails: gpu_collect.sh stops waiting
-# the launcher's checks on the real machine, each must end with one line and exit 2 before any process starts;
-# the first runs before the set-up installs DeepSpeed (the GPU machine has none of its own)
-checks() {  # checks PYTHON LAUNCHER_ARGS...
-  local py=$1
-  shift
-  echo "== $*" >> "$RES/checks.log"
-  PYTHON=$py step3_GRPO/launch_trl.sh "$@" >> "$RES/checks.log" 2>&1
-  echo "rc=$?" >> "$RES/checks.log"
-}
-checks /opt/torch/.venv/bin/python3 2 --accelerate-config config/accelerate/zero2.yaml
+# the launcher's refusal of a DeepSpeed config without DeepSpeed (one line, exit 2, before any process starts),
+# while the GPU machine still has none: the set-up below installs it
+PYTHON=/opt/torch/.venv/bin/python3 step3_GRPO/launch_trl.sh 2 --accelerate-config config/accelerate/zero2.yaml \
+  > "$RES/checks.log" 2>&1
+echo "rc=$?" >> "$RES/checks.log"
 source bench/gpu_setup.sh
 NG=$(nvidia-smi -L | wc -l)
 B1_ARGS=(-- vllm.gpu_memory_utilization=0.17)  # vLLM's 24 GB of an 80 GB H100 at 0.3, so peaks read as on an H100
@@ -42,6 +37,12 @@ bench() {  # bench NAME GPUS GRPO_STEP_ARGS...
     --out "$RES/$name.json" "$@"
   rm -rf "/tmp/bench-$name"  # its outputs: the disk is shared by every run of the session (session 4 filled it)
 }
+large() {  # large NAME MODEL VARIANT [GRPO_STEP_ARGS...]: the recipe's batch (B2) over 4 GPUs, 2 steps
+  local name=$1 model=$2 variant=$3
+  shift 3
+  bench "$name" 0,1,2,3 --shape B2 --gpus 4 --model "$model" --batch global --variants "$variant" --steps 2 "$@" \
+    "${B1_ARGS[@]}"
+}
 prep() { python3 bench/grpo_step.py --work /tmp/bench --prepare --model "$1" >> "$RES/prepare.log" 2>&1; }
 
 prep 1.5B  # the random model and the problems, built once before the lanes read them
@@ -60,13 +61,10 @@ if [[ $NG -ge 4 ]]; then
   prep 3B
   prep 7B
   # 3 trainers (FSDP2) + 1 server: 24 prompts x 8 = 64 rollouts per trainer, as B2 gives each of 4 GPUs
-  bench server_7b 0,1,2,3 --shape B2 --prompts 24 --gpus 4 --model 7B --batch global --variants server --steps 2 \
-    --accelerate-config config/accelerate/fsdp2.yaml "${B1_ARGS[@]}"
-  bench zero3_7b 0,1,2,3 --shape B2 --gpus 4 --model 7B --batch global --variants ours --steps 2 \
-    --accelerate-config config/accelerate/zero3.yaml "${B1_ARGS[@]}"
-  bench zero2_7b 0,1,2,3 --shape B2 --gpus 4 --model 7B --batch global --variants ours --steps 2 \
-    --accelerate-config config/accelerate/zero2.yaml "${B1_ARGS[@]}"
-  bench ddp_3b_4 0,1,2,3 --shape B2 --gpus 4 --model 3B --batch global --variants ours --steps 2 "${B1_ARGS[@]}"
+  large server_7b 7B server --prompts 24 --accelerate-config config/accelerate/fsdp2.yaml
+  large zero3_7b 7B ours --accelerate-config config/accelerate/zero3.yaml
+  large zero2_7b 7B ours --accelerate-config config/accelerate/zero2.yaml
+  large ddp_3b_4 3B ours
   eval_random 0 &  # alone on its GPU, warm compile cache from nothing else: the 3-minute target
   bench b2_mb16 1 --shape B2 --steps 3 --variants mb16 "${B1_ARGS[@]}" &
   bench b2_ckpt_off 2 --shape B2 --steps 3 --variants ckpt_off "${B1_ARGS[@]}" &  # with sleep on: fits 80 GB?
