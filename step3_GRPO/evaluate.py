@@ -7,7 +7,8 @@
 
 The held-out problems are recomputed from the config's data and seed (the same ones the run never trained
 on; checked against the run's heldout_ids.json when there is one), so "base" and "final_model" results
-compare; `--compare` puts finished evaluations side by side:
+compare. `--data FILE` evaluates every row of another file instead (a transfer set the run never trained on,
+e.g. MATH-500; its columns are the config's data.* keys). `--compare` puts finished evaluations side by side:
 
     python step3_GRPO/evaluate.py --compare base=outputs/run-base after=outputs/run --output-dir docs/
 
@@ -38,6 +39,9 @@ def parse_args(argv: list[str] | None):
                     help="model folder or checkpoint; 'base' = the config's model.name_or_path "
                          "(default: <training.output_dir>/final_model)")
     ap.add_argument("--output-dir", default=None, help="where results go (default: <model>/eval)")
+    ap.add_argument("--data", default=None, metavar="FILE",
+                    help="evaluate every row of this .jsonl/.json/.parquet file (a transfer set) instead of the "
+                         "held-out split; columns as in data.problem_column / solution_column / source_column")
     ap.add_argument("--compare", nargs="+", metavar="[NAME=]PATH", default=None,
                     help="instead of evaluating: compare finished evaluations (folders holding eval_summary.json, "
                          "or the files): print a table, write eval_compare.png into --output-dir (default: .)")
@@ -92,21 +96,30 @@ def run(args) -> dict:
         out_dir = Path(args.output_dir) if args.output_dir else model / "eval"
         run_dir = model.parent
 
-    # 2. held-out split: recomputed from data + seed, checked against the run's record of it
-    from train.data import build_splits, load_rows
+    # 2. problems: the held-out split, recomputed from data + seed and checked against the run's record of it;
+    #    or, with --data, every row of a transfer set
+    from train.data import build_examples, build_splits, load_rows
 
-    heldout = build_splits(cfg, load_rows(cfg.data), tokenizer=None).heldout
-    ids_file = next((p for p in (Path(model_path) / "heldout_ids.json", run_dir / "heldout_ids.json")
-                     if p.is_file()), None)
-    if ids_file is not None:
-        check_heldout(ids_file, cfg.data.path, [e.id for e in heldout])
+    if args.data:
+        cfg.data.path = args.data
+        heldout, ids_file = build_examples(cfg, load_rows(cfg.data)), None
+        if not heldout:
+            raise ConfigError(f"--data: no row of {args.data} has a gold answer in column "
+                              f"'{cfg.data.solution_column}' (set data.solution_column)")
+    else:
+        heldout = build_splits(cfg, load_rows(cfg.data), tokenizer=None).heldout
+        ids_file = next((p for p in (Path(model_path) / "heldout_ids.json", run_dir / "heldout_ids.json")
+                         if p.is_file()), None)
+        if ids_file is not None:
+            check_heldout(ids_file, cfg.data.path, [e.id for e in heldout])
 
     # 3. evaluate (plus the run's training curves when it left a trainer state)
     from train.evaluation import evaluate
 
     state = None if base else find_trainer_state(Path(model_path))
     history = json.loads(state.read_text()).get("log_history", []) if state else None
-    return evaluate(cfg, model_path, heldout, out_dir, log_history=history, heldout_ids_file=ids_file)
+    return evaluate(cfg, model_path, heldout, out_dir, log_history=history, heldout_ids_file=ids_file,
+                    split="all" if args.data else "heldout")
 
 
 def check_heldout(ids_file: Path, data_path: str, ids: list[int]) -> None:

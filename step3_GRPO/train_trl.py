@@ -109,14 +109,40 @@ def generation_kwargs(use_vllm: bool) -> dict:
 def grpo_args(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int):
     from trl import GRPOConfig
 
+    return GRPOConfig(**grpo_kwargs(cfg, plan, on_gpu, eval_rows), **cfg.trl)
+
+
+def check_trl_section(cfg: Config, plan: BatchPlan) -> None:
+    """The `trl:` section passes other GRPOConfig fields through: each must be one, and not one that the
+    project's sections already set (two places for one setting would disagree)."""
+    if not cfg.trl:
+        return
+    import dataclasses
+    import difflib
+
+    from trl import GRPOConfig
+
+    fields = {f.name for f in dataclasses.fields(GRPOConfig) if f.init}
+    ours = grpo_kwargs(cfg, plan, on_gpu=False, eval_rows=0)
+    for key in cfg.trl:
+        if key in ours:
+            raise ConfigError(f"'trl.{key}' is set by the project's own keys (see the configuration reference); "
+                              "set it there, not in the trl: section")
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean 'trl.{close[0]}'?)" if close else ""
+            raise ConfigError(f"'trl.{key}' is not a field of TRL's GRPOConfig{hint}")
+
+
+def grpo_kwargs(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int) -> dict:
     from train.tracking import wandb_mode
 
     t, g, v, ev = cfg.training, cfg.grpo, cfg.vllm, cfg.evaluation
     use_vllm = v.use_vllm and on_gpu
     periodic = ev.every_steps > 0 and eval_rows > 0
     # bf16 autocast on GPU as TRL does by default (also over float32 weights); plain float32 on CPU
-    bf16 = on_gpu and cfg.model.dtype != "float16"
-    return GRPOConfig(
+    bf16 = on_gpu
+    return dict(
         output_dir=str(Path(t.output_dir).expanduser()),
         max_steps=t.max_steps,
         learning_rate=t.learning_rate,
@@ -131,7 +157,6 @@ def grpo_args(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int):
         seed=t.seed,
         data_seed=t.seed,
         bf16=bf16,
-        fp16=on_gpu and cfg.model.dtype == "float16",
         per_device_train_batch_size=plan.per_device_train_batch_size,
         gradient_accumulation_steps=plan.gradient_accumulation_steps,
         steps_per_generation=plan.steps_per_generation,
@@ -144,7 +169,7 @@ def grpo_args(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int):
         beta=g.beta,
         epsilon=g.epsilon,
         num_iterations=g.num_iterations,
-        mask_truncated_completions=g.mask_truncated_completions,
+        mask_truncated_completions=False,  # R1GRPOTrainer masks: TRL's mask counts an </answer> stop as a cut
         generation_kwargs=generation_kwargs(use_vllm),
         reward_weights=[1.0, 0.0],  # the answer reward trains; the format rate is only logged
         use_vllm=use_vllm,
@@ -220,6 +245,7 @@ def run(config_path: str, overrides: list[str]) -> int:
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     plan = plan_batch(cfg, world_size)
+    check_trl_section(cfg, plan)
     resume_from = prepare_output_dir(cfg)
 
     from train.data import build_splits, load_rows, to_trl_dataset, write_heldout_ids
@@ -272,11 +298,11 @@ def run(config_path: str, overrides: list[str]) -> int:
         model.generate = functools.partial(type(model).generate, model, tokenizer=tokenizer)
 
     # 5. rewards and trainer
-    from trl import GRPOTrainer
-
     from train.rewards_math import answer_reward, format_reward
+    from train.trainer import R1GRPOTrainer
 
-    trainer = GRPOTrainer(
+    trainer = R1GRPOTrainer(
+        mask_truncated_completions=cfg.grpo.mask_truncated_completions,
         model=model,
         reward_funcs=[answer_reward, format_reward],
         args=args,

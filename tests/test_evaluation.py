@@ -240,6 +240,7 @@ def test_vllm_path_with_a_fake_engine(tmp_path, tiny_model, tiny_data, monkeypat
     import sys
     import types
 
+    import train.evaluation
     import train.models
 
     made = {}
@@ -262,6 +263,7 @@ def test_vllm_path_with_a_fake_engine(tmp_path, tiny_model, tiny_data, monkeypat
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
     monkeypatch.setattr(train.models, "has_gpu", lambda: True)
+    monkeypatch.setattr(train.evaluation, "gpu_total_memory", lambda: 80 << 30)
     cfg = load_config(tiny_config(tmp_path, tiny_model, tiny_data), ["evaluation.use_vllm=true", "evaluation.n=2"])
     examples = [Example(1, "What is 2 + 3?", "5", "amc", "What is 2 + 3? Assistant: <think>"),
                 Example(2, "long", "5", "amc", "many words " * 1500)]  # longer than the model's 1024 positions
@@ -269,6 +271,9 @@ def test_vllm_path_with_a_fake_engine(tmp_path, tiny_model, tiny_data, monkeypat
 
     assert summary["sampling"]["backend"] == "vllm"
     assert made["llm"]["max_model_len"] == 1024 and made["llm"]["dtype"] == "bfloat16"
+    # the KV cache is sized for what is sent (one prompt x 2 samples of 1024 tokens), not a share of the card
+    assert made["llm"]["max_num_seqs"] == 2
+    assert made["llm"]["kv_cache_memory_bytes"] == train.evaluation.kv_cache_bytes(str(tiny_model), 1024, 2)
     (params,) = made["params"]  # the over-long prompt is not sent
     assert (params.n, params.max_tokens, params.stop, params.include_stop_str_in_output) == (2, 16, ["</answer>"], True)
     assert (params.temperature, params.top_p, params.min_tokens) == (1.0, 1.0, 4)
@@ -317,6 +322,30 @@ def test_standalone_command(tmp_path, tiny_model, tiny_data, capsys):
     assert is_png(tmp_path / "eval_compare.png")
     assert main(["--compare", str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err.startswith("error: --compare: ")
+
+
+def test_standalone_command_on_a_transfer_set(tmp_path, tiny_model, tiny_data, capsys):
+    """--data evaluates every row of another file (its own columns), never the config's held-out split."""
+    from step3_GRPO.evaluate import main
+
+    transfer = tmp_path / "math500.jsonl"
+    rows = [{"problem": f"What is {i} + 1?", "solution": f"It is $\\boxed{{{i + 1}}}$.", "subject": s}
+            for i, s in enumerate(["algebra", "algebra", "geometry"])]
+    rows.append({"problem": "no answer", "solution": "none", "subject": "algebra"})  # no gold: left out
+    transfer.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tiny_config(tmp_path, tiny_model, tiny_data)
+    out = tmp_path / "transfer"
+    keys = ["data.problem_column=problem", "data.solution_column=solution", "data.source_column=subject"]
+    assert main(["--config", str(config), "--model", "base", "--data", str(transfer), "--output-dir", str(out),
+                 *keys]) == 0
+    summary = json.loads((out / "eval_summary.json").read_text())
+    assert summary["dataset"]["path"] == str(transfer) and summary["dataset"]["split"] == "all"
+    assert summary["total_samples"] == 3 and set(summary["source_breakdown"]) == {"algebra", "geometry"}
+    golds = [json.loads(line)["gold"] for line in (out / "eval_samples.jsonl").read_text().splitlines()]
+    assert golds == ["1", "2", "3"]
+
+    assert main(["--config", str(config), "--model", "base", "--data", str(transfer)]) == 2  # default columns
+    assert "error: " in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args,message", [

@@ -138,10 +138,13 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     checkpointing: CheckpointingConfig = field(default_factory=CheckpointingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # Any other field of TRL's GRPOConfig, passed through as given (e.g. save_only_model: true); checked against
+    # GRPOConfig's fields before training, and refused for a field that a section above already sets.
+    trl: dict = field(default_factory=dict)
 
 
 CHOICES = {
-    "model.dtype": ("float32", "bfloat16", "float16"),
+    "model.dtype": ("float32", "bfloat16"),
     "grpo.loss_type": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"),
     "grpo.scale_rewards": ("group", "batch", "none"),
     "vllm.mode": ("colocate", "server"),
@@ -195,7 +198,11 @@ def _build(cls, raw: dict, prefix: str, where: str):
     kwargs = {}
     for name, value in raw.items():
         tp = hints[name]
-        if dataclasses.is_dataclass(tp):
+        if tp is dict:
+            if not isinstance(value, dict | None):
+                raise ConfigError(f"{where}: '{prefix}{name}' must be a section (a mapping of keys)")
+            kwargs[name] = dict(value or {})
+        elif dataclasses.is_dataclass(tp):
             if value is None:
                 value = {}
             if not isinstance(value, dict):
@@ -234,6 +241,9 @@ def _tname(tp) -> str:
 # ------------------------------------------------------------------------------------------ cross checks
 def check(cfg: Config, where: str = "<config>") -> None:
     """Value and cross-field checks that need no model, data or GPU."""
+    if cfg.model.dtype == "float16":
+        raise ConfigError(f"{where}: 'model.dtype' float16 cannot be trained (fp16 weights under a gradient "
+                          "scaler fail at the first optimizer step); use float32 (bf16 autocast on GPU) or bfloat16")
     for key, allowed in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)

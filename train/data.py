@@ -79,8 +79,8 @@ def load_rows(cfg: DataConfig) -> list[dict]:
     return ds.select_columns(list(wanted.values())).to_list()
 
 
-def build_splits(cfg: Config, rows: list[dict], tokenizer=None) -> Splits:
-    """Gold extraction, held-out split, prompt-length filter. Deterministic given the data and the seed."""
+def build_examples(cfg: Config, rows: list[dict]) -> list[Example]:
+    """Every row with a gold answer as a prompted example (rows without one are left out)."""
     d = cfg.data
     template = load_template(d)
     examples = []
@@ -92,6 +92,13 @@ def build_splits(cfg: Config, rows: list[dict], tokenizer=None) -> Splits:
         source = str(row[d.source_column]) if d.source_column else "all"
         problem = str(row[d.problem_column])
         examples.append(Example(i, problem, gold, source, render(template, problem), solution))
+    return examples
+
+
+def build_splits(cfg: Config, rows: list[dict], tokenizer=None) -> Splits:
+    """Gold extraction, held-out split, prompt-length filter. Deterministic given the data and the seed."""
+    d = cfg.data
+    examples = build_examples(cfg, rows)
     stats = {"rows": len(rows), "dropped_no_gold": len(rows) - len(examples)}
     if d.eval_holdout >= len(examples):
         raise ConfigError(f"data.eval_holdout={d.eval_holdout} leaves nothing to train on ({len(examples)} rows "

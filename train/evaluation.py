@@ -6,8 +6,10 @@
 - Every sample is graded by `train.rewards_math`, the module the trainer's reward calls, so the accuracy
   reported here is the quantity GRPO optimised. Three categories, as in the reference README:
   1 correct, 2 wrong answer (format ok), 3 format failure (with the reason).
+- Shortcut detectors in the summary: the accuracy of the best constant answer on the same problems (a model
+  that learned to guess scores about that much) and the median length of the reasoning in tokens.
 - Outputs in `out_dir`: `eval_summary.json` (the reference's keys plus counts, percentages, a 95% CI,
-  lengths, truncation, pass@k, provenance), `eval_samples.jsonl` (one record per sample),
+  lengths, truncation, pass@k, the shortcut detectors, provenance), `eval_samples.jsonl` (one record per sample),
   `eval_by_source.png`, `training_curves.png` (when a log history is given); the same numbers on the
   console and, when wandb is on, as `eval/*` metrics and tables.
 
@@ -15,6 +17,8 @@
 ...                 "num_tokens": 10, "truncated": False}])
 >>> s["accuracy"], s["category_1_correct"], s["source_breakdown"]["amc"]["total"]
 (1.0, 1, 1)
+>>> s["best_constant_accuracy"], s["median_think_tokens"]  # the records carry no gold and no think length
+(None, None)
 """
 
 from __future__ import annotations
@@ -36,17 +40,21 @@ from train.models import inference_dtype
 if TYPE_CHECKING:
     from train.data import Example
 
+THINK_CLOSE = "</think>"
 STOP = "</answer>"  # the r1_zero answer ends here: generation stops and keeps it (the trainer's rollouts too)
 MIN_NEW_TOKENS = 4  # an immediate EOS is not an answer
 CATEGORIES = ("correct", "wrong_answer", "format_failure")
+MAX_NUM_SEQS = 512  # sequences vLLM decodes at once in the evaluation; its KV cache is sized for them
 WANDB_SAMPLE_ROWS = 500  # samples shown in the wandb table; every sample is in eval_samples.jsonl
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
 def evaluate(cfg: Config, model_path: str, examples: list[Example], out_dir: Path, *,
-             log_history: list[dict] | None = None, heldout_ids_file: Path | None = None) -> dict:
-    """Generate on `examples` (the held-out split), grade, write the summary/samples/plots, print, log.
+             log_history: list[dict] | None = None, heldout_ids_file: Path | None = None,
+             split: str = "heldout") -> dict:
+    """Generate on `examples` (the held-out split, or with split="all" every row of a transfer set), grade,
+    write the summary/samples/plots, print, log.
 
     Run it on one process (rank 0) after the trainer's GPU memory has been freed. Returns the summary dict
     that is written to `out_dir/eval_summary.json`.
@@ -69,6 +77,8 @@ def evaluate(cfg: Config, model_path: str, examples: list[Example], out_dir: Pat
     else:
         gens = generate_transformers(cfg, model_path, prompts)
     t_grade = time.time()
+    for g, k in zip(gens, think_lengths(model_path, [g["text"] for g in gens]), strict=True):
+        g["think_tokens"] = k
     records = score(examples, gens, ev.n)
     out_tokens = sum(g["num_tokens"] for g in gens)
     timing = {"load_and_generate_s": round(t_grade - t_gen, 2), "grade_s": round(time.time() - t_grade, 2),
@@ -78,7 +88,7 @@ def evaluate(cfg: Config, model_path: str, examples: list[Example], out_dir: Pat
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model_path": str(model_path),
         **summarize(records, n=ev.n),
-        "dataset": {"path": cfg.data.path, "split": "heldout", "source_split": cfg.data.split,
+        "dataset": {"path": cfg.data.path, "split": split, "source_split": cfg.data.split,
                     "heldout_ids_file": str(heldout_ids_file) if heldout_ids_file else None,
                     "num_problems": len(examples), "seed": cfg.training.seed},
         "sampling": {"backend": backend, "n": ev.n, "temperature": ev.temperature, "top_p": ev.top_p,
@@ -154,9 +164,14 @@ def generate_vllm(cfg: Config, model_path: str, prompts: list[str]) -> list[dict
         print(f"[eval] {len(prompts) - len(fits)} prompt(s) longer than the model's context ({context}); "
               "they count as truncated format failures", flush=True)
     dtype = inference_dtype(cfg.model.dtype)
+    seqs = min(len(fits) * ev.n, MAX_NUM_SEQS)
+    # at most half of the evaluation's share: the rest holds the weights, activations and CUDA graphs; with a
+    # smaller cache vLLM decodes fewer sequences at once
+    share = ev.gpu_memory_utilization * gpu_total_memory()
+    kv_bytes = min(kv_cache_bytes(model_path, max_model_len, seqs), int(share / 2))
     t0 = time.time()
     llm = LLM(model=model_path, gpu_memory_utilization=ev.gpu_memory_utilization, seed=seed, dtype=dtype,
-              max_model_len=max_model_len)
+              max_model_len=max_model_len, max_num_seqs=seqs, kv_cache_memory_bytes=kv_bytes)
     t1 = time.time()
     outputs = llm.generate([prompts[i] for i in fits], [params[i] for i in fits], use_tqdm=True)
     gen_s = time.time() - t1
@@ -175,6 +190,29 @@ def generate_vllm(cfg: Config, model_path: str, prompts: list[str]) -> list[dict
     gc.collect()
     torch.cuda.empty_cache()
     return gens
+
+
+def kv_cache_bytes(model_path: str, max_model_len: int, seqs: int) -> int:
+    """A bf16 KV cache that holds `seqs` sequences of `max_model_len` tokens at once, plus 5% for block rounding.
+
+    The evaluation sizes vLLM's cache from what it needs rather than from a share of the card: the footprint is
+    then known, and the engine's start skips vLLM's memory profiling, which fails when another process on the
+    same GPU (a training run, another evaluation) frees memory meanwhile.
+    """
+    from transformers import AutoConfig
+
+    conf = AutoConfig.from_pretrained(model_path)
+    conf = getattr(conf, "text_config", None) or conf
+    head_dim = getattr(conf, "head_dim", None) or conf.hidden_size // conf.num_attention_heads
+    kv_heads = getattr(conf, "num_key_value_heads", None) or conf.num_attention_heads
+    per_token = 2 * conf.num_hidden_layers * kv_heads * head_dim * 2  # K and V, 2 bytes each
+    return int(1.05 * per_token * max_model_len * seqs)
+
+
+def gpu_total_memory() -> int:
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory
 
 
 def model_context(model_path: str) -> int | None:
@@ -264,6 +302,7 @@ def score(examples: list[Example], gens: list[dict], n: int = 1) -> list[dict]:
             "reward": grade.reward,
             "grader_timed_out": grade.timed_out,
             "num_tokens": g["num_tokens"],
+            "think_tokens": g.get("think_tokens"),
             "truncated": g["truncated"],
         }
         for k, (e, g, grade) in enumerate(zip(owners, gens, grades, strict=True))
@@ -310,6 +349,8 @@ def summarize(records: list[dict], *, n: int = 1) -> dict:
         "truncated": truncated,
         "truncation_rate": truncated / total,
         "grader_timeouts": sum(bool(r.get("grader_timed_out")) for r in records),  # scored wrong, as in training
+        **best_constant(records),
+        "median_think_tokens": _median(r["think_tokens"] for r in records if r.get("think_tokens") is not None),
     }
     if n > 1:
         per_problem: dict = defaultdict(list)
@@ -358,6 +399,50 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
+def best_constant(records: list[dict], candidates: int = 5) -> dict:
+    """The accuracy of answering every problem with one constant, graded like any answer: the best of the
+    `candidates` most frequent gold answers. A model that learned to guess rather than to reason scores near
+    this; a reasoning model far above it.
+
+    >>> best_constant([{"prompt_id": i, "gold": g} for i, g in enumerate(["2", "2.0", "3", "\\frac{1}{2}"])])
+    {'best_constant_accuracy': 0.5, 'best_constant_answer': '2'}
+    """
+    from train.rewards_math import THINK_ANSWER, classify_batch, normalize_answer
+
+    golds = list({r["prompt_id"]: r["gold"] for r in records if r.get("gold") is not None}.values())
+    if not golds:
+        return {"best_constant_accuracy": None, "best_constant_answer": None}
+    spelled = {}  # one spelling of each normalised gold, as the model would write it
+    for g in golds:
+        spelled.setdefault(normalize_answer(g), g)
+    counts = Counter(normalize_answer(g) for g in golds)
+    best = (-1, "")
+    for norm, _ in counts.most_common(candidates):
+        grades = classify_batch([f"{THINK_ANSWER} {spelled[norm]} {STOP}"] * len(golds), golds, [False] * len(golds))
+        best = max(best, (sum(g.category == "correct" for g in grades), spelled[norm]), key=lambda b: b[0])
+    return {"best_constant_accuracy": best[0] / len(golds), "best_constant_answer": best[1]}
+
+
+def think_lengths(model_path: str, texts: list[str]) -> list[int | None]:
+    """Tokens of reasoning in each response: the text before `</think>` (None where there is none)."""
+    from train.models import load_tokenizer
+
+    cut = [t.find(THINK_CLOSE) for t in texts]
+    thoughts = [t[:c] for t, c in zip(texts, cut, strict=True) if c >= 0]
+    if not thoughts:
+        return [None] * len(texts)
+    lengths = iter(len(i) for i in load_tokenizer(model_path)(thoughts, add_special_tokens=False)["input_ids"])
+    return [next(lengths) if c >= 0 else None for c in cut]
+
+
+def _median(values) -> float | None:
+    values = sorted(values)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return float(values[mid]) if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
 def _mean(values) -> float | None:
     values = list(values)
     return sum(values) / len(values) if values else None
@@ -400,6 +485,9 @@ def format_report(summary: dict) -> str:
                      f"{b['format_failure']:>8}{100 * b['accuracy']:>9.2f}%")
     reasons = ", ".join(f"{k} {v}" for k, v in s["format_failure_reasons"].items()) or "none"
     lengths = s["mean_response_tokens"]
+    if s.get("best_constant_accuracy") is not None:
+        lines.append(f"best constant answer {s['best_constant_answer']!r}: {100 * s['best_constant_accuracy']:.2f}%"
+                     f" | median think tokens {s['median_think_tokens']}")
     lines += ["", f"format failures: {reasons}",
               "mean response tokens: " + " | ".join(f"{k} {v:.1f}" for k, v in lengths.items() if v is not None)
               + f"; truncated {100 * s['truncation_rate']:.2f}%"]

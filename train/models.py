@@ -22,10 +22,7 @@ def torch_dtype(name: str):
 
 
 def inference_dtype(name: str) -> str:
-    """Generation needs no float32 master weights: bf16 on GPU (fp16 if asked), float32 on CPU where bf16
-    matmuls are slow."""
-    if name == "float16":
-        return name
+    """Generation needs no float32 master weights: bf16 on GPU, float32 on CPU where bf16 matmuls are slow."""
     return "bfloat16" if has_gpu() else "float32"
 
 
