@@ -345,7 +345,10 @@ def final_evaluation(cfg, config_path, overrides, final_dir, heldout, heldout_fi
         free, total = torch.cuda.mem_get_info()
         # what the trainer could not give back lowers vLLM's share (vLLM refuses a share larger than free memory)
         util = max(0.05, min(cfg.evaluation.gpu_memory_utilization, free / total - 0.05))
-        cmd, env = eval_command(config_path, overrides, final_dir, util, this_gpu(torch.cuda.current_device()))
+        wandb = sys.modules.get("wandb")  # the training's run, if it logged to one: the evaluation's run joins it
+        train_run = wandb.run.name or wandb.run.id if wandb is not None and wandb.run is not None else None
+        cmd, env = eval_command(config_path, overrides, final_dir, util, this_gpu(torch.cuda.current_device()),
+                                train_run=train_run)
         log("final evaluation: " + " ".join(cmd))
         return subprocess.run(cmd, env=env).returncode
     from train.evaluation import evaluate
@@ -354,12 +357,16 @@ def final_evaluation(cfg, config_path, overrides, final_dir, heldout, heldout_fi
     return 0
 
 
-def eval_command(config_path, overrides, final_dir: Path, util: float, gpu: str, environ=None):
+def eval_command(config_path, overrides, final_dir: Path, util: float, gpu: str, environ=None,
+                 train_run: str | None = None):
     """The standalone evaluation of the final model on one GPU, outside the training's distributed group:
-    the same config and overrides, vLLM's share of the GPU last (the last override wins)."""
+    the same config and overrides, vLLM's share of the GPU last (the last override wins). Its wandb run is
+    named after the training run and grouped with it (a run cannot be reopened from a second process offline)."""
     environ = os.environ if environ is None else environ
     env = {k: v for k, v in environ.items() if k not in DIST_ENV and k != "WANDB_RUN_ID"}
     env["CUDA_VISIBLE_DEVICES"] = gpu
+    if train_run:
+        env["WANDB_RUN_GROUP"] = train_run
     cmd = [sys.executable, str(Path(__file__).with_name("evaluate.py")), "--config", str(config_path),
            "--model", str(final_dir), "--output-dir", str(final_dir.parent), *overrides,
            f"evaluation.gpu_memory_utilization={util:.3f}"]

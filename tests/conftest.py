@@ -62,3 +62,47 @@ def tiny_model(tmp_path_factory) -> Path:
                          eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, bos_token_id=None)
     LlamaForCausalLM(config).save_pretrained(out)
     return out
+
+
+def make_guess_rows(n: int, seed: int = 0) -> list[dict]:
+    """Problems whose gold answer is 1 or 2, so that a model that only guesses between them is right half the time."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a = rng.randint(1, 2)
+        rows.append({"problem": f"What is {a} - 0?", "solution": f"It is \\boxed{{{a}}}.", "source": "guess"})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def guess_data(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("guess-data") / "guess.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in make_guess_rows(40)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def formatted_model(tmp_path_factory, tiny_model) -> Path:
+    """The tiny model taught (a few seconds of supervised steps) to answer in the r1_zero format with 1 or 2 at
+    random: the real reward then varies within a group, so GRPO has a signal on the real reward and stop."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("formatted-model")
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    rng = random.Random(0)
+    texts = [TEMPLATE.replace("{question}", r["problem"]) + f" ok </think> <answer> {rng.randint(1, 2)} </answer>"
+             for r in make_guess_rows(64, seed=1)]
+    batch = tok(texts, return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

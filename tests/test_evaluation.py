@@ -399,6 +399,7 @@ def test_wandb_offline_run_holds_eval_metrics(tmp_path, tiny_model, tiny_data, m
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_RUN_GROUP", "grpo-7")  # as the trainer sets it for its final evaluation
     cfg = load_config(tiny_config(tmp_path, tiny_model, tiny_data, logging__wandb="offline"),
                       ["evaluation.max_samples=3"])
     summary = evaluate(cfg, str(tiny_model), heldout(cfg), tmp_path / "eval")
@@ -407,8 +408,10 @@ def test_wandb_offline_run_holds_eval_metrics(tmp_path, tiny_model, tiny_data, m
     deadline = time.time() + 30
     while not any(r.WhichOneof("record_type") == "exit" for r in wandb_records(log)) and time.time() < deadline:
         time.sleep(0.2)
-    history = {}
+    history, runs = {}, []
     for record in wandb_records(log):
+        if record.WhichOneof("record_type") == "run":
+            runs.append((record.run.display_name, record.run.run_group))
         if record.WhichOneof("record_type") == "history":
             # wandb-core writes "eval/accuracy" as nested_key ["eval/accuracy"], a table field as [name, field]
             history.update({item.key or "/".join(item.nested_key): json.loads(item.value_json)
@@ -420,3 +423,5 @@ def test_wandb_offline_run_holds_eval_metrics(tmp_path, tiny_model, tiny_data, m
     assert history["eval/by_source/_type"] == history["eval/samples/_type"] == "table-file"
     assert history["eval/by_source/nrows"] == len(summary["source_breakdown"])
     assert history["eval/samples/nrows"] == 3
+    assert history["eval/best_constant_accuracy"] == pytest.approx(summary["best_constant_accuracy"])
+    assert ("grpo-7-eval", "grpo-7") in runs  # named after the training run, in its group

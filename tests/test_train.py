@@ -57,11 +57,15 @@ def weights(path: Path) -> dict:
     return load_file(str(path / "model.safetensors"))
 
 
-def test_train_end_to_end(tmp_path, tiny_model, tiny_data, varied_reward):
-    cfg = config(tmp_path, tiny_model, tiny_data, evaluation={"every_steps": 2, "periodic_samples": 4})
+def test_train_end_to_end(tmp_path, formatted_model, guess_data):
+    """The real reward and the real stop at </answer>: a model that writes the format and guesses 1 or 2 gets
+    groups with spread rewards, so the update moves it; its stopped answers count as finished, not cut."""
+    cfg = config(tmp_path, formatted_model, guess_data, grpo={"max_completion_length": 24},
+                 training={"learning_rate": 1e-4},  # the shared 1e-2 moves this model off its format in one step
+                 evaluation={"every_steps": 2, "periodic_samples": 4, "max_tokens": 24})
     assert main(["--config", str(cfg)]) == 0
     out = tmp_path / "out"
-    before, after = weights(tiny_model), weights(out / "final_model")
+    before, after = weights(formatted_model), weights(out / "final_model")
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed, "no parameter changed during training"
     assert (out / "checkpoint-2" / "optimizer.pt").is_file()
@@ -71,8 +75,12 @@ def test_train_end_to_end(tmp_path, tiny_model, tiny_data, varied_reward):
     summary = json.loads((out / "eval_summary.json").read_text())
     assert summary["total_samples"] == 6
     history = json.loads((out / "final_model" / "trainer_state.json").read_text())["log_history"]
-    assert any("rewards/format_reward/mean" in h for h in history)  # the real format reward is logged
+    steps = [h for h in history if "rewards/format_reward/mean" in h]
+    assert steps and all(h["rewards/format_reward/mean"] > 0 for h in steps)  # the real format reward
+    assert any(h["rewards/answer_reward/mean"] > 0 for h in steps)  # the real answer reward
+    assert all(h["completions/clipped_ratio"] < 1 for h in steps)  # stops at </answer> are no cuts
     assert any("eval_rewards/answer_reward/mean" in h for h in history)  # the periodic held-out evaluation
+    assert summary["format_accuracy"] > 0.5  # the held-out answers are graded by the same real reward
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path, tiny_model, tiny_data, varied_reward):
@@ -297,8 +305,9 @@ def test_final_eval_subprocess_leaves_the_training_group(tmp_path):
     environ = {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "x", "LOCAL_RANK": "0", "WANDB_RUN_ID": "r",
                "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "4,5"}
     cmd, env = eval_command("c.yaml", ["training.seed=3"], tmp_path / "out" / "final_model", 0.4123,
-                            this_gpu(1, environ["CUDA_VISIBLE_DEVICES"]), environ)
-    assert env == {"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "5"}
+                            this_gpu(1, environ["CUDA_VISIBLE_DEVICES"]), environ, train_run="grpo-7")
+    # the evaluation's wandb run is grouped with (and named after) the training run
+    assert env == {"HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "5", "WANDB_RUN_GROUP": "grpo-7"}
     assert cmd[1].endswith("step3_GRPO/evaluate.py")
     assert cmd[2:] == ["--config", "c.yaml", "--model", str(tmp_path / "out" / "final_model"), "--output-dir",
                        str(tmp_path / "out"), "training.seed=3", "evaluation.gpu_memory_utilization=0.412"]

@@ -549,23 +549,27 @@ def compare(named: list[tuple[str, dict]], png: Path | None = None) -> str:
     ...             "accuracy_ci95": list(wilson_interval(correct, n)),
     ...             "categories": {c: {"count": k} for c, k in cats.items()},
     ...             "dataset": {"path": "gsm8k.jsonl", "num_problems": n}, "sampling": {"max_tokens": tokens}}
-    >>> print(compare([("base", s(0, 179)), ("after", s(18, 482, tokens=1024))]))
-    | evaluation | n | accuracy (95% CI) | format accuracy | correct / wrong answer / format failure |
-    |---|---|---|---|---|
-    | base | 500 | 0.0% [0.0, 0.8] | 35.8% | 0 / 179 / 321 |
-    | after | 500 | 3.6% [2.3, 5.6] | 100.0% | 18 / 482 / 0 |
+    >>> after = {**s(18, 482, tokens=1024), "best_constant_accuracy": 0.032, "median_think_tokens": 3.0}
+    >>> print(compare([("base", s(0, 179)), ("after", after)]))
+    | evaluation | n | accuracy (95% CI) | format accuracy | correct / wrong / format | best constant | median think |
+    |---|---|---|---|---|---|---|
+    | base | 500 | 0.0% [0.0, 0.8] | 35.8% | 0 / 179 / 321 | - | - |
+    | after | 500 | 3.6% [2.3, 5.6] | 100.0% | 18 / 482 / 0 | 3.2% | 3 |
     warning: not run alike: sampling.max_tokens 512 vs 1024
     """
     def ci(s: dict) -> str:
         lo, hi = s["accuracy_ci95"]
         return f"{100 * s['accuracy']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
-    lines = ["| evaluation | n | accuracy (95% CI) | format accuracy | correct / wrong answer / format failure |",
-             "|---|---|---|---|---|"]
+    lines = ["| evaluation | n | accuracy (95% CI) | format accuracy | correct / wrong / format | best constant "
+             "| median think |", "|---|---|---|---|---|---|---|"]
     for name, s in named:
         counts = _category_counts(s)
         counts = " / ".join(str(counts[c]) for c in CATEGORIES)
-        lines.append(f"| {name} | {s['total_samples']} | {ci(s)} | {100 * s['format_accuracy']:.1f}% | {counts} |")
+        const, think = s.get("best_constant_accuracy"), s.get("median_think_tokens")
+        lines.append(f"| {name} | {s['total_samples']} | {ci(s)} | {100 * s['format_accuracy']:.1f}% | {counts} | "
+                     + ("-" if const is None else f"{100 * const:.1f}%") + " | "
+                     + ("-" if think is None else f"{think:g}") + " |")
     differ = []  # the problems and the sampling must match, or the comparison says less than it seems
     for section, keys in (("dataset", ("path", "split", "num_problems", "seed")), ("sampling", None)):
         first = named[0][1].get(section, {})
@@ -656,8 +660,10 @@ def log_wandb(cfg: Config, summary: dict, records: list[dict], plots: dict, mode
     import wandb
 
     own = wandb.run is None
+    train_run = os.environ.get("WANDB_RUN_GROUP")  # set by the trainer for the final evaluation of its run
     run = wandb.run or wandb.init(
-        project=cfg.logging.project, name=f"{cfg.logging.run_name or Path(model_path).name}-eval",
+        project=cfg.logging.project, group=train_run,
+        name=f"{train_run or cfg.logging.run_name or Path(model_path).name}-eval",
         dir=os.environ.get("WANDB_DIR") or str(plots["by_source"].parent), mode=mode, job_type="eval",
         config={"model_path": str(model_path), "evaluation": asdict(cfg.evaluation), "data": asdict(cfg.data)},
     )
@@ -686,6 +692,9 @@ def eval_scalars(summary: dict) -> dict[str, float]:
         "eval/truncation_rate": s["truncation_rate"],
         "eval/total_samples": s["total_samples"],
     }
+    for key in ("best_constant_accuracy", "median_think_tokens"):  # the shortcut detectors
+        if s.get(key) is not None:
+            out[f"eval/{key}"] = s[key]
     for c in CATEGORIES:
         out[f"eval/{c}"] = s["categories"][c]["count"]
         out[f"eval/{c}_pct"] = s["categories"][c]["percent"]
