@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None):
 
 
 def compare(items: list[str], out_dir: str | None) -> None:
-    from train.evaluation import compare as compare_summaries
+    from train.reporting import compare as compare_summaries
 
     named = []
     for item in items:

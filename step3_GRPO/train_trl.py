@@ -99,7 +99,7 @@ def same_checkpoint_everywhere(resume_from: str | None) -> None:
 def generation_kwargs(use_vllm: bool) -> dict:
     """Stop at `</answer>` (kept in the text) after at least 4 tokens, in whichever engine generates: the same
     protocol as the final evaluation."""
-    from train.evaluation import MIN_NEW_TOKENS, STOP
+    from train.protocol import MIN_NEW_TOKENS, STOP
 
     if use_vllm:
         return {"stop": [STOP], "include_stop_str_in_output": True, "min_tokens": MIN_NEW_TOKENS}

@@ -14,17 +14,9 @@ import yaml
 
 from train.config import load_config
 from train.data import Example
-from train.evaluation import (
-    CATEGORIES,
-    evaluate,
-    format_report,
-    pass_at_k,
-    plot_by_source,
-    plot_training_curves,
-    score,
-    summarize,
-    wilson_interval,
-)
+from train.evaluation import evaluate, score
+from train.reporting import format_report, plot_by_source, plot_training_curves
+from train.summary import CATEGORIES, pass_at_k, summarize, wilson_interval
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES = [json.loads(line) for line in (FIXTURES / "eval_responses.jsonl").read_text().splitlines()]
@@ -163,7 +155,7 @@ def test_plots_written(tmp_path):
     ("x </think> <answer>5</answer> more", [], 64, ("x </think> <answer>5</answer>", None, False)),
 ])
 def test_finish_cuts_and_counts(tiny_model, text, tail, max_tokens, expected):
-    from train.evaluation import _finish
+    from train.generation import _finish
     from train.models import load_tokenizer
 
     tok = load_tokenizer(str(tiny_model))
@@ -240,7 +232,7 @@ def test_vllm_path_with_a_fake_engine(tmp_path, tiny_model, tiny_data, monkeypat
     import sys
     import types
 
-    import train.evaluation
+    import train.generation
     import train.models
 
     made = {}
@@ -263,7 +255,7 @@ def test_vllm_path_with_a_fake_engine(tmp_path, tiny_model, tiny_data, monkeypat
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
     monkeypatch.setattr(train.models, "has_gpu", lambda: True)
-    monkeypatch.setattr(train.evaluation, "gpu_total_memory", lambda: 80 << 30)
+    monkeypatch.setattr(train.generation, "gpu_total_memory", lambda: 80 << 30)
     cfg = load_config(tiny_config(tmp_path, tiny_model, tiny_data), ["evaluation.use_vllm=true", "evaluation.n=2"])
     examples = [Example(1, "What is 2 + 3?", "5", "amc", "What is 2 + 3? Assistant: <think>"),
                 Example(2, "long", "5", "amc", "many words " * 1500)]  # longer than the model's 1024 positions
@@ -273,7 +265,7 @@ def test_vllm_path_with_a_fake_engine(tmp_path, tiny_model, tiny_data, monkeypat
     assert made["llm"]["max_model_len"] == 1024 and made["llm"]["dtype"] == "bfloat16"
     # the KV cache is sized for what is sent (one prompt x 2 samples of 1024 tokens), not a share of the card
     assert made["llm"]["max_num_seqs"] == 2
-    assert made["llm"]["kv_cache_memory_bytes"] == train.evaluation.kv_cache_bytes(str(tiny_model), 1024, 2)
+    assert made["llm"]["kv_cache_memory_bytes"] == train.generation.kv_cache_bytes(str(tiny_model), 1024, 2)
     (params,) = made["params"]  # the over-long prompt is not sent
     assert (params.n, params.max_tokens, params.stop, params.include_stop_str_in_output) == (2, 16, ["</answer>"], True)
     assert (params.temperature, params.top_p, params.min_tokens) == (1.0, 1.0, 4)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from trl import GRPOTrainer
 
-from train.evaluation import STOP
+from train.protocol import STOP
 
 
 class R1GRPOTrainer(GRPOTrainer):
