@@ -183,6 +183,7 @@ EQUIV_CASES = [
     pytest.param("π", "\\pi", 0.0, id="unicode-not-interpreted"),  # like the reference
     pytest.param("5x - 7y = 1", "5x-7y=1", 1.0, id="equation-as-string"),  # equations: strings only
     pytest.param("", "", 0.0, id="empty-vs-empty"),  # an empty gold is no gold (the reference said 1.0)
+    pytest.param("", "5 =", 0.0, id="gold-empty-once-normalised"),  # "5 =" keeps nothing after the "="
 ]
 
 
