@@ -1,10 +1,11 @@
-"""Speed of the reward (train/rewards_math.py): per-call latency and 1024-completion batches.
+"""Speed of the reward (train/rewards_math.py): per-call latency, 1024-completion batches, and the batch
+ceiling of the training reward on batches built to exceed it.
 
-Responses are the reference vectors (../shared/grader/r1_zero_vectors_dev.jsonl: real MATH-500 answers,
+Responses are the reference vectors (tests/fixtures/r1_zero_vectors_dev.jsonl: real MATH-500 answers,
 equivalences, 48k-char reasonings) replicated to the batch size, with adversarial ones mixed in
 (100 KB strings, unbalanced braces, deep nesting, broken LaTeX). Prints a small table.
 
-    .venv/bin/python bench/reward_speed.py [--n 1024] [--workers 2] [--repeats 5]
+    .venv/bin/python bench/reward_speed.py [--n 1024] [--workers 2] [--repeats 5] [--batch-timeout 2]
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 from train import rewards_math as rm  # noqa: E402
 
-VECTORS = ROOT.parent / "shared/grader/r1_zero_vectors_dev.jsonl"
+VECTORS = ROOT / "tests/fixtures/r1_zero_vectors_dev.jsonl"
 HANG = "x </think> <answer>9^{9^{9^{%d}}}</answer>"  # sympy never finishes: hits the time limit
+# Just under the length at which answers are compared as raw strings: the most string work one answer costs.
+LONG = ("\\frac{1}{2}\\text{ cm} 1 000 {,} pi inf \\{ " * 20)[:980]
 
 ADVERSARIAL = [
     ("a" * 100_000 + " </think> <answer>5</answer>", "5"),
@@ -76,6 +79,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=rm.default_workers())
     ap.add_argument("--timeout", type=float, default=rm.DEFAULT_TIMEOUT_S)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--batch-timeout", type=float, default=rm.REWARD_BATCH_TIMEOUT_S,
+                    help="the training reward's ceiling for one batch (seconds)")
     args = ap.parse_args()
 
     cases = load_cases(args.vectors)
@@ -110,6 +115,25 @@ def main() -> None:
     t_hang = timed(lambda: grade(with_hangs, golds[:-4] + ["\\frac13"] * 4))
     label = f"grade_batch {args.n} with 4 sympy hangs (limit {args.timeout:g} s)"
     rows.append((label, f"{t_hang:.2f} s, {rm.timeout_count() - before} timeouts"))
+
+    # The training reward's batch ceiling, on batches that would take far longer without it.
+    bounded = {
+        "all distinct + symbolic": sym,
+        "all distinct sympy hangs": [(HANG % k, "\\frac13") for k in range(2, args.n + 2)],
+        f"all distinct {len(LONG)}-char answers": [(f"x </think> <answer>{LONG}{k}</answer>", "\\frac13")
+                                                  for k in range(args.n)],
+        "all 100 KB adversarial": [(r.replace("</answer>", f"{k}</answer>"), g)
+                                   for k, (r, g) in enumerate(ADVERSARIAL * (args.n // len(ADVERSARIAL)))],
+    }
+    for name, cases in bounded.items():
+        grade([r for r, _ in sym[:4]], [g for _, g in sym[:4]])  # workers killed by the previous row restart
+        before = rm.grader_stats()
+        elapsed = timed(lambda c=cases: rm.grade_batch([r for r, _ in c], [g for _, g in c], timeout_s=args.timeout,
+                                                       workers=args.workers, batch_timeout_s=args.batch_timeout))
+        after = rm.grader_stats()
+        cut, timeouts = after["cut"] - before["cut"], after["timeouts"] - before["timeouts"]
+        label = f"{len(cases)}, {name}, ceiling {args.batch_timeout:g} s"
+        rows.append((label, f"{elapsed:.2f} s, {cut} cut, {timeouts} timeouts"))
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     versions = f"math-verify {version('math-verify')}, sympy {version('sympy')}"

@@ -32,6 +32,18 @@ def test_rows_without_gold_are_dropped_and_counted(tiny_data):
     assert splits.stats["train"] + splits.stats["heldout"] == 54
 
 
+def test_rows_whose_gold_is_empty_are_dropped(tmp_path):
+    """A solution whose last box is empty (or malformed) has no gold: kept, it would reward an empty answer."""
+    no_gold = ["So $\\boxed{}$.", "So $\\boxed{ }$.", "First \\boxed{3}, then \\boxed{}.", "So $\\boxed {4}$."]
+    rows = make_rows(20) + [{"problem": "Q?", "solution": s, "source": "amc"} for s in no_gold]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = cfg_for(path)
+    splits = build_splits(cfg, load_rows(cfg.data))
+    assert splits.stats["dropped_no_gold"] == 2 + len(no_gold)  # make_rows: every 10th has no \boxed
+    assert all(e.problem != "Q?" for e in splits.train + splits.heldout)
+
+
 def test_heldout_is_disjoint_deterministic_and_seeded(tiny_data):
     cfg = cfg_for(tiny_data)
     rows = load_rows(cfg.data)

@@ -1,13 +1,12 @@
 """Tests of train/rewards_math.py: agreement with the reference grader, our fixes, robustness, TRL wrappers.
 
-The reference vectors live outside the repo (../shared/grader/); those tests skip when the file is absent.
+The reference vectors are tests/fixtures/r1_zero_vectors_dev.jsonl (see tests/fixtures/README.md).
 """
 
 from __future__ import annotations
 
 import doctest
 import json
-import os
 import threading
 import time
 from collections import Counter
@@ -30,7 +29,7 @@ from train.rewards_math import (
     timeout_count,
 )
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared/grader/r1_zero_vectors_dev.jsonl"
+VECTORS = Path(__file__).resolve().parent / "fixtures/r1_zero_vectors_dev.jsonl"
 
 
 def wrap(answer: str) -> str:
@@ -65,17 +64,15 @@ DOCUMENTED_DEVIATIONS = {
     "equiv-0022": "\\frac{1}{3} accepted for the unreduced gold \\frac{2}{6}: equal values",
     "equiv-0038": "'5\\ \\text{dollars}' is 5 with a unit, as is '5 \\text{ dollars}' (reference: yes)",
     "equiv-0087": "'1, 2' for '2, 1': a list of solutions is a set",
+    "format-0043": "an empty gold is no gold: nothing earns 1.0 against it",
+    "format-0044": "'\\boxed{}' as the answer to an empty gold: the same",
 }
 
 
 @pytest.fixture(scope="module")
 def vectors() -> list[tuple[dict, Grade]]:
-    if not VECTORS.exists():
-        msg = f"reference vectors not found at {VECTORS} (they live in ../shared/grader/)"
-        if os.environ.get("CI"):  # CI always has them beside the clone: a skip there would hide a regression
-            pytest.fail(msg)
-        pytest.skip(msg)
     rows = [json.loads(line) for line in VECTORS.read_text().splitlines() if line.strip()]
+    assert len(rows) == 496
     grades = classify_batch([r["response"] for r in rows], [r["ground_truth"] for r in rows], timeout_s=5.0)
     return list(zip(rows, grades, strict=True))
 
@@ -84,13 +81,8 @@ def _agreement(pairs: list[tuple[dict, Grade]], key: str) -> float:
     return sum(getattr(g, key) == r["expected"][key] for r, g in pairs) / len(pairs)
 
 
-def test_format_reward_agrees_outside_quirk(vectors):
-    bad = [
-        r["id"]
-        for r, g in vectors
-        if r["group"] != "quirk" and g.format_reward != r["expected"]["format_reward"]
-    ]
-    assert bad == []
+def test_format_reward_agrees_everywhere(vectors):
+    assert [r["id"] for r, g in vectors if g.format_reward != r["expected"]["format_reward"]] == []
 
 
 def test_answer_reward_agreement_thresholds(vectors):
@@ -190,12 +182,98 @@ EQUIV_CASES = [
     pytest.param("ab", "ba", 0.0, id="words-not-products"),  # letters are text here, not a*b
     pytest.param("π", "\\pi", 0.0, id="unicode-not-interpreted"),  # like the reference
     pytest.param("5x - 7y = 1", "5x-7y=1", 1.0, id="equation-as-string"),  # equations: strings only
-    pytest.param("", "", 1.0, id="empty-vs-empty"),  # as the reference (a data bug, harmless)
+    pytest.param("", "", 0.0, id="empty-vs-empty"),  # an empty gold is no gold (the reference said 1.0)
+    pytest.param("", "5 =", 0.0, id="gold-empty-once-normalised"),  # "5 =" keeps nothing after the "="
 ]
 
 
 @pytest.mark.parametrize(("answer", "gold", "expected"), EQUIV_CASES)
 def test_equivalence(answer, gold, expected):
+    assert r1_zero_reward_fn(wrap(answer), gold)["answer_reward"] == expected
+
+
+# --------------------------------------------------------------------------------------------------
+# The classes where the reference and we used to disagree, table-driven with cases of our own (not the
+# vectors'). Expected is the reference's verdict, checked against it, except where a comment says
+# "reference: X; deliberate" (docs/grader.md says why).
+
+CLASS_CASES = [
+    # thousands separators: {,} and a space between groups of three
+    pytest.param("25{,}000", "25000", 1.0, id="thousands-latex-comma"),  # LaTeX's thousands comma
+    pytest.param("4096", "4{,}096", 1.0, id="thousands-latex-comma-gold"),  # also in the gold
+    pytest.param("3{,}141{,}592", "3141592", 1.0, id="thousands-latex-comma-groups"),  # every group
+    pytest.param("7{,}500", "7,500", 1.0, id="thousands-latex-comma-vs-comma"),  # one number, two spellings
+    pytest.param("31{,}4", "314", 0.0, id="thousands-latex-comma-not-a-group"),  # not a group of three
+    pytest.param("25 000", "25000", 1.0, id="thousands-space"),  # a space between groups of three
+    pytest.param("86400", "86 400", 1.0, id="thousands-space-gold"),  # also in the gold
+    pytest.param("2 718 281", "2718281", 1.0, id="thousands-space-groups"),  # every group
+    pytest.param("1 609.34", "1609.34", 1.0, id="thousands-space-decimals"),  # a decimal part after them
+    pytest.param("25 001", "25000", 0.0, id="thousands-space-wrong"),  # still compared by value
+    pytest.param("3 14", "314", 0.0, id="thousands-space-not-a-group"),  # reference: 1; deliberate ("1 2")
+    pytest.param("25\\,000", "25000", 0.0, id="thousands-thin-space"),  # the reference does not read \,
+    # inf and pi written as words
+    pytest.param("inf", "\\infty", 1.0, id="word-inf"),  # inf is \infty
+    pytest.param("-inf", "-\\infty", 1.0, id="word-minus-inf"),  # with a sign
+    pytest.param("[3, inf)", "[3,\\infty)", 1.0, id="word-inf-interval"),  # inside an interval
+    pytest.param("\\infty", "inf", 1.0, id="word-inf-gold"),  # also in the gold
+    pytest.param("infinity", "\\infty", 0.0, id="word-infinity"),  # only "inf", as in the reference
+    pytest.param("pi", "\\pi", 1.0, id="word-pi"),  # pi is \pi
+    pytest.param("8pi", "8\\pi", 1.0, id="word-pi-multiple"),  # a multiple
+    pytest.param("5pi/6", "\\frac{5\\pi}{6}", 1.0, id="word-pi-fraction"),  # compared symbolically
+    pytest.param("PI", "\\pi", 1.0, id="word-pi-upper-case"),  # text is case-insensitive
+    pytest.param("3pi", "2\\pi", 0.0, id="word-pi-wrong"),  # still compared by value
+    pytest.param("pie", "\\pi", 0.0, id="word-pi-inside-a-word"),  # only the whole word
+    # a trailing unit, am/pm
+    pytest.param("4 pm", "4", 1.0, id="unit-pm"),  # a time of day
+    pytest.param("9 am", "9", 1.0, id="unit-am"),
+    pytest.param("6:15 pm", "6:15", 1.0, id="unit-pm-minutes"),  # with minutes
+    pytest.param("11 \\text{ p.m.}", "11", 1.0, id="unit-pm-text"),  # a trailing \text{} of words
+    pytest.param("4 PM", "4", 0.0, id="unit-pm-upper-case"),  # the reference's unit words are lower-case
+    pytest.param("4pm", "4", 0.0, id="unit-pm-glued"),  # glued to the number: not a unit (reference)
+    pytest.param("70kg", "70", 0.0, id="unit-kg-glued"),  # the same for kg
+    pytest.param("70cm", "70", 1.0, id="unit-cm-glued"),  # cm, hour, feet, ... may be glued (reference)
+    pytest.param("3hours", "3", 1.0, id="unit-hours-glued"),
+    pytest.param("42 km", "42", 1.0, id="unit-km"),  # a unit word after a space
+    pytest.param("42", "42 \\text{ km}", 1.0, id="unit-in-gold"),  # also in the gold
+    pytest.param("20 cm^2", "20", 1.0, id="unit-squared"),  # an area
+    pytest.param("7 grams", "7", 0.0, id="unit-unknown"),  # not in the reference's lists
+    pytest.param("7 grams", "7\\text{ grams}", 1.0, id="unit-unknown-both-sides"),  # the same word matches
+    pytest.param("7 more", "7", 0.0, id="unit-meaning-word"),  # reference: 1; deliberate ("5 less")
+    # a set written \{ \} against a list
+    pytest.param("\\{2, 7\\}", "2, 7", 1.0, id="set-vs-list"),  # a set of solutions is the list
+    pytest.param("-1, 4", "\\{-1, 4\\}", 1.0, id="list-vs-set"),  # both ways
+    pytest.param("\\left\\{ 0, 3 \\right\\}", "0, 3", 1.0, id="set-left-right"),
+    pytest.param("\\lbrace 0, 3 \\rbrace", "0, 3", 1.0, id="set-lbrace"),
+    pytest.param("\\{8\\}", "8", 1.0, id="set-singleton"),
+    pytest.param("\\{7, 2\\}", "2, 7", 1.0, id="set-other-order"),  # reference: 0; deliberate (a set)
+    pytest.param("\\{2, 7\\}", "(2, 7)", 0.0, id="set-vs-tuple"),  # a tuple is ordered: not a set
+    pytest.param("\\{2, 8\\}", "2, 7", 0.0, id="set-wrong-element"),  # element by element
+    # numbers within the reference's tolerance: 1e-7 of an integer
+    pytest.param("6.99999999", "7", 1.0, id="tolerance-below"),
+    pytest.param("7.00000004", "7", 1.0, id="tolerance-above"),
+    pytest.param("3e-9", "0", 1.0, id="tolerance-exponent"),
+    pytest.param("7", "6.99999995", 1.0, id="tolerance-gold"),  # also in the gold
+    pytest.param("7.0000002", "7", 0.0, id="tolerance-outside"),  # 2e-7 is outside
+    pytest.param("0.33333333", "\\frac13", 0.0, id="tolerance-not-fractions"),  # only near integers
+    pytest.param("(6.99999999, 2)", "(7, 2)", 0.0, id="tolerance-whole-answer-only"),  # as the reference
+    # \boxed {x} with a space
+    pytest.param("\\boxed {6}", "6", 0.0, id="box-space"),  # a malformed box: wrong, as the reference
+    pytest.param("\\boxed\t{6}", "6", 0.0, id="box-tab"),
+    pytest.param("\\boxed{ 6 }", "6", 1.0, id="box-inner-spaces"),  # spaces inside the braces are fine
+    pytest.param("6", "So $\\boxed {6}$.", 0.0, id="box-space-gold"),  # a malformed gold box: no gold
+    # several boxes in one answer
+    pytest.param("\\boxed{2} then \\boxed{9}", "9", 1.0, id="boxes-last"),  # the last box is the answer
+    pytest.param("\\boxed{9} then \\boxed{2}", "9", 0.0, id="boxes-earlier"),  # even if an earlier one is right
+    pytest.param("\\boxed{2}, \\boxed{9}", "2, 9", 0.0, id="boxes-vs-list"),  # one box each is not the list
+    pytest.param("\\boxed{9} \\fbox{2}", "9", 1.0, id="boxes-boxed-over-fbox"),  # \fbox only without \boxed
+    pytest.param("\\boxed{9} \\boxed{2", "9", 0.0, id="boxes-last-malformed"),  # a malformed last box
+    pytest.param("\\boxed{9} \\boxed{}", "9", 0.0, id="boxes-last-empty"),  # an empty last box
+    pytest.param("9", "First $\\boxed{2}$, then $\\boxed{9}$.", 1.0, id="boxes-gold-last"),  # the gold's last
+]
+
+
+@pytest.mark.parametrize(("answer", "gold", "expected"), CLASS_CASES)
+def test_reference_classes(answer, gold, expected):
     assert r1_zero_reward_fn(wrap(answer), gold)["answer_reward"] == expected
 
 
@@ -211,6 +289,8 @@ def test_equivalence(answer, gold, expected):
         pytest.param("\\boxed{a{b}c}", "a{b}c", id="inner-braces"),  # balanced inner braces
         pytest.param("\\boxed 5$.", "5", id="unbraced"),  # \boxed 5 style, up to the $
         pytest.param("\\fbox{7}", "7", id="fbox"),  # \fbox as well
+        pytest.param("\\boxed{7} \\fbox{8}", "7", id="boxed-before-fbox"),  # \fbox only without \boxed
+        pytest.param("\\boxed {7}", None, id="space-before-brace"),  # malformed, as in the reference
         pytest.param("\\boxed{5} and \\boxed{6", None, id="last-malformed"),  # last box unbalanced
         pytest.param("no box", None, id="none"),  # nothing to extract
         pytest.param(None, None, id="not-a-string"),  # garbage in, None out
@@ -230,6 +310,11 @@ def test_extract_boxed(text, expected):
         pytest.param("The answer is 5.", None, id="prose"),  # nothing reliable
         pytest.param("12", None, id="bare-answer"),  # not a solution: the loader must pass the text
         pytest.param("####   ", None, id="empty-gsm8k"),  # empty answer
+        pytest.param("So $\\boxed{}$.", None, id="empty-box"),  # an empty gold is no gold
+        pytest.param("So $\\boxed{ \\text{} }$.", None, id="box-empty-once-normalised"),  # the same
+        pytest.param("First \\boxed{3}, then \\boxed{}.", None, id="last-box-empty"),  # the last box counts
+        pytest.param("So $\\boxed {5}$.", None, id="box-space-before-brace"),  # malformed box
+        pytest.param("So $\\boxed 5$.", "5", id="box-unbraced"),  # MATH's shorthand is read
         pytest.param(None, None, id="none"),  # garbage
     ],
 )
@@ -268,6 +353,20 @@ def test_classify(response, truncated, category, reason):
     assert (grade.category, grade.format_reason) == (category, reason)
     assert grade.format_reward == float(category != "format_failure")
     assert grade.reward == grade.answer_reward == float(category == "correct")
+
+
+@pytest.mark.parametrize(
+    ("response", "gold"),
+    [
+        pytest.param("</think> <answer></answer>", "", id="empty-answer-empty-gold"),  # the issue's example
+        pytest.param("</think> <answer>\\boxed{}</answer>", "\\boxed{}", id="empty-box-both"),
+        pytest.param("</think> <answer> </answer>", "So $\\boxed{ }$.", id="blank-gold-box"),
+        pytest.param("</think> <answer>5</answer>", ["", "\\boxed{}"], id="list-of-empty-golds"),
+    ],
+)
+def test_empty_gold_never_rewards(response, gold):
+    assert r1_zero_reward_fn(response, gold) == {"format_reward": 1.0, "answer_reward": 0.0, "reward": 0.0}
+    assert answer_reward([response], [gold if isinstance(gold, str) else gold[1]]) == [None]  # TRL skips it
 
 
 def test_classify_reports_answer_and_gold():
@@ -372,6 +471,29 @@ def test_timeout_scores_zero_counts_and_does_not_block():
     assert r1_zero_reward_fn(wrap("\\sqrt{12}"), "2\\sqrt3")["answer_reward"] == 1.0  # worker replaced
 
 
+def test_batch_ceiling_bounds_a_batch_of_hangs_and_counts_the_cut():
+    r1_zero_reward_fn(wrap("\\sqrt{12}"), "2\\sqrt3")  # start the worker pool outside the timing
+    hangs = [wrap(f"9^{{9^{{9^{{{k}}}}}}}") for k in range(2, 42)]  # 40 distinct: ~20 s on 2 workers, unbounded
+    before = rm.grader_stats()
+    start = time.monotonic()
+    grades = classify_batch(hangs, ["\\frac13"] * 40, timeout_s=1.0, batch_timeout_s=0.5)
+    elapsed = time.monotonic() - start
+    assert elapsed < 0.5 + 1.0
+    assert all(g.timed_out and g.answer_reward == 0.0 for g in grades)
+    after = rm.grader_stats()
+    assert after["cut"] - before["cut"] == 40  # the running ones were killed at the deadline, the rest never ran
+    assert after["timeouts"] == before["timeouts"]  # none reached its own 1 s limit
+    assert r1_zero_reward_fn(wrap("\\sqrt{12}"), "2\\sqrt3")["answer_reward"] == 1.0  # workers replaced
+
+
+def test_batch_ceiling_also_cuts_string_work():
+    before = rm.grader_stats()["cut"]
+    formatted, unformatted = classify_batch([wrap("5"), "5"], ["5", "5"], batch_timeout_s=0.0)
+    assert formatted.timed_out and (formatted.format_reward, formatted.answer_reward) == (1.0, 0.0)
+    assert unformatted.category == "format_failure" and not unformatted.timed_out  # the gate is always run
+    assert rm.grader_stats()["cut"] == before + 1
+
+
 def test_inline_mode_for_trusted_input():
     # workers=0 runs sympy in this thread (no time limit): for debugging only, same verdicts.
     grades = classify_batch([wrap("\\sqrt{12}"), wrap("\\sqrt{13}")], ["2\\sqrt3"] * 2, workers=0)
@@ -401,6 +523,19 @@ def test_trl_conversational_completions():
 def test_trl_none_where_gold_cannot_be_extracted():
     rewards = answer_reward([wrap("5"), wrap("5"), wrap("5")], ["\\boxed{5}", "The answer is 5.", None])
     assert rewards == [1.0, None, None]  # TRL ignores None samples
+
+
+def test_trl_reward_logs_grader_timeouts():
+    # TRL passes log_metric to reward functions; the metric is the answers that ran out of grading time.
+    logged = []
+    hang = wrap("9^{9^{9^{7}}}")
+    rewards = answer_reward(
+        [hang, hang, wrap("5")],
+        ["\\boxed{\\frac13}", "\\boxed{\\frac13}", "\\boxed{5}"],
+        log_metric=lambda name, value: logged.append((name, value)),
+    )
+    assert rewards == [0.0, 0.0, 1.0]
+    assert logged == [("rewards/grader_timeouts", 2.0)]
 
 
 def test_trl_reward_names():

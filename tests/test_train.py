@@ -83,6 +83,22 @@ def test_train_end_to_end(tmp_path, formatted_model, guess_data):
     assert summary["format_accuracy"] > 0.5  # the held-out answers are graded by the same real reward
 
 
+def test_grader_timeouts_are_logged(tmp_path, tiny_model, tiny_data, monkeypatch):
+    """The real reward, fed answers that send sympy past its time limit: the trainer logs how many timed out."""
+    real = train.rewards_math.answer_reward
+
+    def hanging(completions, solution, **kwargs):
+        hang = "</think> <answer>9^{9^{9^{9}}}</answer>"
+        return real([hang] * len(completions), ["\\boxed{\\frac13}"] * len(completions), **kwargs)
+
+    monkeypatch.setattr(train.rewards_math, "answer_reward", hanging)
+    cfg = config(tmp_path, tiny_model, tiny_data, training={"max_steps": 1}, evaluation={"enabled": False})
+    assert main(["--config", str(cfg)]) == 0
+    history = json.loads((tmp_path / "out/final_model/trainer_state.json").read_text())["log_history"]
+    logged = [h["rewards/grader_timeouts"] for h in history if "rewards/grader_timeouts" in h]
+    assert logged and all(v > 0 for v in logged)
+
+
 def test_resume_continues_from_the_checkpoint(tmp_path, tiny_model, tiny_data, varied_reward):
     cfg = config(tmp_path, tiny_model, tiny_data, evaluation={"enabled": False})
     assert main(["--config", str(cfg)]) == 0

@@ -9,10 +9,12 @@ on our own normalisation plus math-verify for the symbolic step:
 - Answer: the text after the last ``<answer>`` with every ``</answer>`` removed (text after the closing
   tag stays in the answer). If it holds ``\\boxed``, the last box must be well formed (braced) and its
   content is the answer; otherwise the answer is wrong.
-- Gold: a ground truth holding ``\\boxed`` is reduced to its last box; otherwise it is used as-is.
-- Equivalence: both sides are normalised (``\\left``/``\\right``, ``\\dfrac``, units, ``\\text{}``,
-  ``^\\circ``, ``\\%``, ``$``, thousands commas, ``\\frac12`` shorthand, ``x =`` prefix, ...), compared as
-  strings, then as exact numbers, then (in a worker process, with a time limit) symbolically.
+- Gold: a ground truth holding ``\\boxed`` is reduced to its last box; otherwise it is used as-is. A gold
+  that is empty once normalised (``\\boxed{}``), or whose box is malformed, is no gold: nothing matches it.
+- Equivalence: both sides are normalised (``\\left``/``\\right``, ``\\dfrac``, units and am/pm, ``\\text{}``,
+  ``^\\circ``, ``\\%``, ``$``, thousands separators, ``inf``/``pi`` as words, ``\\{ \\}`` sets, ``\\frac12``
+  shorthand, ``x =`` prefix, integers within 1e-7, ...), compared as strings, then as exact numbers, then
+  (in a worker process, with a time limit) symbolically.
   Tuples and intervals compare element-wise with matching brackets; bare comma lists in any order.
   An integer gold needs an integer-looking answer (``10^3`` is not accepted for ``1000``).
 - ``reward == answer_reward``: the format only gates, a well-formatted wrong answer earns 0.
@@ -22,8 +24,9 @@ on our own normalisation plus math-verify for the symbolic step:
 
 The symbolic step runs in a small pool of worker processes (``python -P this_file --worker``, i.e. a
 fresh interpreter, never a fork of the trainer), each answer with its own time limit; a worker that
-runs over is killed and replaced, the answer scores 0 and ``timeout_count()`` goes up. Everything else
-is pure string work in the caller's thread, safe to call from any thread.
+runs over is killed and replaced, the answer scores 0 and ``timeout_count()`` goes up. The training reward
+also bounds a whole batch (``REWARD_BATCH_TIMEOUT_S``): what is not graded by then scores 0 and is counted
+as cut. Everything else is pure string work in the caller's thread, safe to call from any thread.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import cmath
 import functools
 import json
 import logging
+import math
 import os
 import re
 import selectors
@@ -54,6 +58,10 @@ ANSWER_OPEN = "<answer>"
 ANSWER_CLOSE = "</answer>"
 
 DEFAULT_TIMEOUT_S = 1.0
+# The training reward's ceiling for one batch, whatever it holds: the worst legitimate batch measured (1,024
+# distinct answers that all need sympy, 2 workers) took 1.8 s, while each answer that sends sympy into its
+# time limit costs ~1 s of a worker. What is not graded by then scores 0 and is counted as cut.
+REWARD_BATCH_TIMEOUT_S = 2.0
 # Answers (and golds) longer than this are compared as raw strings only: real final answers are short,
 # and it bounds the regex work on adversarial 100 KB completions.
 MAX_ANSWER_CHARS = 1000
@@ -70,7 +78,8 @@ TRUNCATED = "truncated"
 # Boxes and gold answers
 
 
-_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
+_BOXED_RE = re.compile(r"\\boxed(?![a-zA-Z])")
+_FBOX_RE = re.compile(r"\\fbox(?![a-zA-Z])")
 _BRACE_RE = re.compile(r"[{}]")
 
 
@@ -92,50 +101,62 @@ def _match_brace(text: str, open_idx: int) -> int | None:
 
 
 def extract_boxed(text: str | None, allow_unbraced: bool = True) -> str | None:
-    """Content of the last ``\\boxed{...}`` / ``\\fbox{...}`` in ``text``, or None.
+    """Content of the last ``\\boxed{...}`` in ``text`` (of the last ``\\fbox{...}`` if there is no
+    ``\\boxed``), or None.
 
-    The last box must be well formed (balanced braces); ``\\boxed 5`` (no braces, content up to ``$``
-    or end of line) is accepted unless ``allow_unbraced`` is False, as the reward does for responses.
+    The last box must be well formed: its brace right after the command (``\\boxed {5}`` is malformed, as
+    in the reference) and balanced. MATH's ``\\boxed 5`` (no braces, content up to ``$`` or end of line)
+    is accepted unless ``allow_unbraced`` is False, as the reward does for responses.
 
     >>> extract_boxed(r"so $x = \\boxed{\\frac{1}{2}}$.")
     '\\\\frac{1}{2}'
     """
     if not isinstance(text, str):
         return None
-    last = _last_match(_BOX_RE, text)
+    last = _last_match(_BOXED_RE, text) or _last_match(_FBOX_RE, text)
     if last is None:
         return None
     i = last.end()
-    while i < len(text) and text[i] in " \t":
-        i += 1
-    if i < len(text) and text[i] == "{":
+    if text.startswith("{", i):
         end = _match_brace(text, i)
         return None if end is None else text[i + 1 : end]
-    if allow_unbraced and i > last.end():
+    if allow_unbraced and text[i : i + 1] in (" ", "\t"):
         content = re.split(r"[$\n]", text[i:], maxsplit=1)[0].strip()
-        return content or None
+        return content if content and not content.startswith("{") else None
     return None
 
 
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 
 
+def _no_answer(gold: str) -> bool:
+    # "\boxed{}", "\boxed{\text{}}": nothing to match. A digit always survives normalisation, which
+    # spares most golds the normalising (a data set's every row goes through here).
+    if not gold.strip():
+        return True
+    if len(gold) > MAX_ANSWER_CHARS or re.search(r"\d", gold):
+        return False
+    return not normalize_answer(gold)
+
+
 def extract_gold(solution: str | None) -> str | None:
     """Gold answer of a dataset solution: last box if any, else text after the last ``####``, else None.
 
-    GSM8K's ``####`` answers lose their thousands commas.
+    GSM8K's ``####`` answers lose their thousands commas. A gold that is empty once normalised
+    (``\\boxed{}``) is no gold: None.
 
     >>> extract_gold("Natalia sold 48 + 24 = 72 clips.\\n#### 1,072")
     '1072'
     """
     if not isinstance(solution, str):
         return None
-    if _BOX_RE.search(solution):
-        return extract_boxed(solution)
-    if "####" in solution:
-        answer = _THOUSANDS_RE.sub("", solution.rsplit("####", 1)[1].strip())
-        return answer or None
-    return None
+    if _BOXED_RE.search(solution) or _FBOX_RE.search(solution):
+        gold = extract_boxed(solution)
+    elif "####" in solution:
+        gold = _THOUSANDS_RE.sub("", solution.rsplit("####", 1)[1].strip())
+    else:
+        return None
+    return None if gold is None or _no_answer(gold) else gold
 
 
 def _reduce_gold(ground_truth: Any) -> str | None:
@@ -144,9 +165,8 @@ def _reduce_gold(ground_truth: Any) -> str | None:
         ground_truth = str(ground_truth)
     if not isinstance(ground_truth, str):
         return None
-    if "\\boxed" in ground_truth:
-        return extract_boxed(ground_truth)
-    return ground_truth
+    gold = extract_boxed(ground_truth) if "\\boxed" in ground_truth else ground_truth
+    return None if gold is None or _no_answer(gold) else gold
 
 
 def _as_text(x: Any) -> str:
@@ -161,19 +181,31 @@ def _as_text(x: Any) -> str:
 # Normalisation
 
 
-# Unit and counting words removed after a number ("5 cm", "12 square feet", "12 men"). It follows the
-# reference's vocabulary (MathQA + PRM800K lists) minus words that change the meaning ("5 less",
-# "5 more", "profit", "loss", ...) and one-letter words other than the SI-like ones below.
+# Unit, counting and time words removed after a number ("5 cm", "12 square feet", "12 men", "3 pm"). They
+# are the reference's (its MathQA list), minus words that change the meaning ("5 less", "5 more",
+# "profit", "loss", "east", ...) and one-letter words other than the SI-like ones below. As in the
+# reference, they must not be glued to the number: "5kg" keeps its unit and is wrong.
 _UNIT_WORDS = (
-    "degree deg radian mph kmph kmh kph ft foot feet inch inches yard mile mm cm dm km meter metre mtr "
-    "centimeter centimetre sq square cubic cube cu cc acre hectare unit gal gallon liter litre lt kg gm "
-    "gram lb pound ounce oz sec second min minute hr hour day week month year yr percent rs rupee ohm "
-    "number way round mark man men woman women soldier monkey apple pie toy coin tile"
+    "degree deg mph kmph kmh ft feet inch inches yard mile mm cm dm km meter metre mtr sq square cubic cube "
+    "cu cc acre hectare unit gal gallon liter litre lt kg gm lb sec second min minute hr hour day month "
+    "year yr percent rs rupee ohm number way rounds mark man men woman women soldier monkey apple pie toy "
+    "coin tile am pm noon st rd th mt mp"
 ).split()
 _UNIT_ONE_LETTER = ("m", "g", "l", "s", "h")  # only after a space: "2a" or "3s" may be algebra
-_UNIT_ALTERNATIVES = "|".join(sorted(_UNIT_WORDS + list(_UNIT_ONE_LETTER), key=len, reverse=True))
+# The reference's second list, whose words may be glued to the number: "5cm", "3hours", "2feet".
+_UNIT_WORDS_GLUED = (
+    "degree cm centimeter meter mile second minute hour day week month year foot feet inch yard"
+).split()
+
+
+def _alternatives(words: Sequence[str]) -> str:
+    return "|".join(sorted(words, key=len, reverse=True))
+
+
 _UNIT_TAIL_RE = re.compile(
-    rf"(?<![a-zA-Z\\])(?P<word>{_UNIT_ALTERNATIVES})(?:es|s)?(?:\^\{{?[23]\}}?)?\s*\.?\s*$"
+    rf"(?:(?<![\w\\])(?P<word>{_alternatives(_UNIT_WORDS + list(_UNIT_ONE_LETTER))})(?:es|s)?"
+    rf"|(?<![a-zA-Z\\])(?P<glued>{_alternatives(_UNIT_WORDS_GLUED)})(?:es|s)?\s*(?:\^\{{?\d\}}?)?)"
+    r"\s*\.?\s*$"
 )
 _TEXT_MACRO_RE = re.compile(r"\\(?:text|textrm|textbf|textit|mathrm|mathbf|mathit|mbox|boxed|fbox)\s*\{")
 _UNIT_MACRO_RE = re.compile(r"\\(?:text|textrm|mathrm|mbox)\s*\{")
@@ -187,6 +219,13 @@ SPACE_MARK = "\u2423"
 _DIGIT_SPACE_RE = re.compile(r"(?<=\d)\s+(?=\d)")
 _SPACE_RE = re.compile(r"(\\[a-zA-Z]+)\s+(?=[a-zA-Z])|\s+")
 _LOWER_RE = re.compile(r"(\\[a-zA-Z]+)|[A-Z]+")
+# Thousands grouped by spaces, "10 000" or "1 234 567.5" (groups of three), as the reference reads them.
+_SPACE_THOUSANDS_RE = re.compile(r"(?<![\w.,^_\\])\d{1,3}(?: \d{3})+(?![\w/]| \d)")
+# pi and inf written as words, as the reference's LaTeX-to-text step reads \pi and \infty.
+_WORD_CONSTANT_RE = re.compile(r"(?<![a-zA-Z\\])(pi|inf)(?![a-zA-Z])", re.IGNORECASE)
+# A decimal this close to an integer is that integer (the reference's tolerance): 4.99999999 is 5.
+INTEGER_TOLERANCE = 1e-7
+_DECIMAL_RE = re.compile(r"-?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?e[-+]?\d{1,3})")
 
 
 def _unwrap_macros(s: str, macro_re: re.Pattern[str] = _TEXT_MACRO_RE) -> str:
@@ -216,7 +255,7 @@ def _strip_trailing_units(s: str) -> str:
             s = head
     # Unit words after a value: "5 cm", "3 hrs", "12 square feet", "2\pi units".
     for _ in range(3):
-        m = _UNIT_TAIL_RE.search(s)
+        m = _UNIT_TAIL_RE.search(s, max(0, len(s) - 40))  # units are short: look at the tail only
         if m is None:
             break
         head = s[: m.start()].rstrip()
@@ -229,10 +268,13 @@ def _strip_trailing_units(s: str) -> str:
     return s
 
 
+_TOKEN = r"[0-9a-zA-Z]|\\[a-zA-Z]+(?![a-zA-Z])"  # a one-token argument: digit, letter or command (\frac\pi2)
+
+
 def _fix_shorthand(s: str) -> str:
-    s = re.sub(r"\\frac\s*([0-9a-zA-Z])\s*([0-9a-zA-Z])", r"\\frac{\1}{\2}", s)  # \frac12, \frac 34
-    s = re.sub(r"\\frac\s*([0-9a-zA-Z])\s*\{", r"\\frac{\1}{", s)  # \frac1{72}
-    s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*([0-9a-zA-Z])", r"\\frac\1{\2}", s)  # \frac{1}2
+    s = re.sub(rf"\\frac\s*({_TOKEN})\s*({_TOKEN})", r"\\frac{\1}{\2}", s)  # \frac12, \frac 34
+    s = re.sub(rf"\\frac\s*({_TOKEN})\s*\{{", r"\\frac{\1}{", s)  # \frac1{72}
+    s = re.sub(rf"\\frac\s*(\{{[^{{}}]*\}})\s*({_TOKEN})", r"\\frac\1{\2}", s)  # \frac{1}2
     s = re.sub(r"\\sqrt\s*([0-9a-zA-Z])", r"\\sqrt{\1}", s)  # \sqrt3
     return re.sub(r"([\^_])\{(\w)\}", r"\1\2", s)  # 10^{8} == 10^8, 4210_{5} == 4210_5
 
@@ -242,6 +284,8 @@ def _wrapping_brace_layers(s: str) -> int:
     layers = 0
     while layers < len(s) - layers - 1 and s[layers] == "{" and s[-1 - layers] == "}":
         layers += 1
+    if not layers:
+        return 0
     depth = 0
     for i, ch in enumerate(s):
         if ch in "{}":
@@ -260,22 +304,26 @@ def _strip_outer_braces(s: str) -> str:
     return s
 
 
-def normalize_answer(s: str) -> str:
+def normalize_answer(s: str, strip_units: bool = True) -> str:
     """Canonical form of an answer or gold string, used for string comparison and the symbolic step.
 
     It stays valid LaTeX: spaces go except after a command, letters are lower-cased except commands.
+    ``strip_units=False`` keeps unit words, so that "7 grams" can still match "7\\text{ grams}".
 
     >>> normalize_answer(r"\\left( 3, \\dfrac{\\pi}{2} \\right)")
     '(3,\\\\frac{\\\\pi}{2})'
     """
     s = s.strip()
     s = re.sub(r"\s+", " ", s)
+    s = _SPACE_THOUSANDS_RE.sub(lambda m: m.group().replace(" ", ""), s)  # before "\," becomes a space
+    s = s.replace("{,}", ",")  # 10{,}000: LaTeX's thousands comma
     s = s.replace("\\$", "").replace("$", "")
     for delim in ("\\(", "\\)", "\\[", "\\]"):
         s = s.replace(delim, "")
     s = s.replace("\\!", "")  # negative space, also inside thousands "1,\!000"
     s = _SPACING_RE.sub(" ", s)
     s = re.sub(r"\\(?:left|right|middle|big|Big|bigg|Bigg)(?![a-zA-Z])", "", s)
+    s = re.sub(r"\\lbrace(?![a-zA-Z])", r"\\{", re.sub(r"\\rbrace(?![a-zA-Z])", r"\\}", s))
     s = re.sub(r"\\[dt]frac(?![a-zA-Z])", r"\\frac", s)
     s = re.sub(r"\\(le|ge|ne)q(?![a-zA-Z])", r"\\\1", s)
     s = re.sub(r"\\overline\s*\{([a-zA-Z]+)\}", r"\1", s)  # segment AB; not 0.\overline{3}
@@ -291,10 +339,14 @@ def normalize_answer(s: str) -> str:
     ) == len(s) - 1:
         s = m.group(1).strip()  # a whole-string \text{Evelyn} is the answer, not a unit
     s = _strip_outer_braces(s)
+    if s.startswith("\\{") and s.endswith("\\}") and s.count("\\{") == 1 and s.count("\\}") == 1:
+        s = s[2:-2].strip()  # the set \{1, 2\} is the list of solutions 1, 2
     s = _SEPARATOR_RE.sub(",", s)  # "1 and 2", "4 \text{ or } 5" are lists
-    s = _strip_trailing_units(s)
+    if strip_units:
+        s = _strip_trailing_units(s)
     s = _unwrap_macros(s).strip()
     s = _strip_outer_braces(s)
+    s = _WORD_CONSTANT_RE.sub(lambda m: "\\pi" if m.group(1).lower() == "pi" else "\\infty", s)
     # "x = 5" -> "5" when the left side is a short name (reference rule); equations stay whole.
     if s.count("=") == 1 and len(s.split("=")[0].strip()) <= 2:
         s = s.split("=")[1].strip()
@@ -307,7 +359,10 @@ def normalize_answer(s: str) -> str:
     s = re.sub(r"(?<![\d.])\.(?=\d)", "0.", s)  # .5 -> 0.5
     s = _strip_outer_braces(s)
     # Text answers are case-insensitive (reference); commands keep their case (\Pi, \Delta).
-    return _LOWER_RE.sub(lambda m: m.group(1) or m.group(0).lower(), s)
+    s = _LOWER_RE.sub(lambda m: m.group(1) or m.group(0).lower(), s)
+    if _DECIMAL_RE.fullmatch(s) and math.isfinite(x := float(s)) and 0 < abs(x - round(x)) <= INTEGER_TOLERANCE:
+        s = str(round(x))
+    return s
 
 
 # --------------------------------------------------------------------------------------------------
@@ -437,10 +492,10 @@ def _decide(answer: str, gold: str) -> bool | Pending:
     if len(answer) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
         return answer.strip() == gold.strip()
     a, g = normalize_answer(answer), normalize_answer(gold)
-    if a == g:
-        return True
-    if not a:
-        return False
+    if not a or not g:
+        return False  # an empty gold is matched by nothing, not even an empty answer
+    if a == g or normalize_answer(answer, strip_units=False) == normalize_answer(gold, strip_units=False):
+        return True  # the second: the same unit on both sides, known or not ("7 grams", "7\text{ grams}")
     g_brackets, g_elems = _split_elements(g)
     a_brackets, a_elems = _split_elements(a)
     if len(g_elems) != len(a_elems):
@@ -540,14 +595,20 @@ def _worker_main() -> None:
 # --------------------------------------------------------------------------------------------------
 # Worker pool
 #
-# Why not concurrent.futures.ProcessPoolExecutor: a running future cannot be cancelled, so a hung
-# sympy call can only be stopped by breaking the whole pool; and 'spawn' re-imports the trainer's
-# __main__ (and our package __init__) in every worker. Plain subprocesses running this file as a
-# script (-P: no script dir on sys.path) start clean, never fork the CUDA-threaded trainer (subprocess
-# does fork+exec at once), and one can be killed and replaced on its own.
+# Plain subprocesses, not a maintained pool, because none of those does both things asked of it: kill
+# one comparison that runs over, and drop what is left of a batch at its deadline.
+# - concurrent.futures.ProcessPoolExecutor and multiprocessing.Pool cannot stop a running task: a hung
+#   sympy call can only be ended by breaking the whole pool. Their 'spawn' start also re-imports the
+#   trainer's __main__ (and our package) in every worker, and 'fork' would fork the CUDA-threaded trainer.
+# - pebble (5.2.3) kills a task past its timeout, but cancelling its queued tasks at a batch deadline does
+#   not drop them: a trivial job sent after a batch whose 38 queued hangs were cancelled at its 2 s
+#   deadline waited 48 s while they still ran, each to its own timeout.
+# Here each worker runs this file as a script (-P: no script dir on sys.path), starts clean, never forks
+# the trainer (subprocess does fork+exec at once), and can be killed and replaced on its own.
 
 _STATS_LOCK = threading.Lock()
-_STATS = {"timeouts": 0, "worker_errors": 0, "symbolic_jobs": 0}
+# timeouts: comparisons past their own limit; cut: left ungraded at the batch deadline (both score 0).
+_STATS = {"timeouts": 0, "cut": 0, "worker_errors": 0, "symbolic_jobs": 0}
 
 
 def _count(key: str, n: int = 1) -> None:
@@ -562,7 +623,9 @@ def timeout_count() -> int:
 
 
 def grader_stats() -> dict[str, int]:
-    """Counters: timeouts, worker_errors (worker died or failed to start), symbolic_jobs."""
+    """Counters since this process started: timeouts (symbolic comparisons past their own limit), cut
+    (comparisons, or answers not yet compared, left ungraded at a batch's deadline), worker_errors (a worker
+    died or failed to start), symbolic_jobs. What timed out or was cut scored 0."""
     with _STATS_LOCK:
         return dict(_STATS)
 
@@ -612,22 +675,34 @@ class _Pool:
             for w in list(self.workers):
                 self._drop(w)
 
-    def run(self, jobs: list[Pending], timeout_s: float) -> list[bool | None]:
-        """Result per job: True/False, or None when it timed out (or its worker died)."""
+    def run(self, jobs: list[Pending], timeout_s: float, budget_s: float) -> list[bool | None]:
+        """Result per job: True/False, or None when it timed out, was cut at the deadline (``budget_s``
+        from the first ready worker: starting workers does not use it up) or its worker died."""
         with self.lock:
-            return self._run(jobs, timeout_s)
+            return self._run(jobs, timeout_s, budget_s)
 
     def _replace(self, w: _Worker) -> None:
         self._drop(w)
         self._add()
 
-    def _run(self, jobs: list[Pending], timeout_s: float) -> list[bool | None]:
+    def _run(self, jobs: list[Pending], timeout_s: float, budget_s: float) -> list[bool | None]:
         results: list[bool | None] = [None] * len(jobs)
         todo = list(range(len(jobs)))[::-1]  # popped from the end, so in order
         start_failures = 0
+        deadline = math.inf
         while len(self.workers) < self.size:
             self._add()
         while todo or any(w.job is not None for w in self.workers):
+            now = time.monotonic()
+            if deadline == math.inf and any(w.ready for w in self.workers):
+                deadline = now + budget_s
+            if now >= deadline:
+                # Out of time: what runs is killed (its worker restarts in the background), the rest is cut.
+                running = [w for w in self.workers if w.job is not None]
+                for w in running:
+                    self._replace(w)
+                _count("cut", len(running) + len(todo))
+                return results
             for w in self.workers:
                 if w.ready and w.job is None and todo:
                     job = todo.pop()
@@ -641,7 +716,7 @@ class _Pool:
                         continue
                     w.job, w.deadline = job, time.monotonic() + timeout_s
             waiting = [w.deadline for w in self.workers if w.job is not None or not w.ready]
-            wait = max(0.0, min(waiting) - time.monotonic()) if waiting else 0.0
+            wait = max(0.0, min([*waiting, deadline]) - time.monotonic()) if waiting else 0.0
             for key, _ in self.sel.select(wait):
                 w = key.data
                 data = os.read(w.proc.stdout.fileno(), 65536)
@@ -709,13 +784,13 @@ def shutdown_pool() -> None:
         pool.close()
 
 
-def _run_symbolic(jobs: list[Pending], timeout_s: float, workers: int) -> list[bool | None]:
+def _run_symbolic(jobs: list[Pending], timeout_s: float, workers: int, budget_s: float) -> list[bool | None]:
     if not jobs:
         return []
     _count("symbolic_jobs", len(jobs))
     if workers <= 0:  # inline, for debugging: no time limit, so only for trusted input
         return [all(symbolic_equal(g, a) for g, a in job) for job in jobs]
-    return _get_pool(workers).run(jobs, timeout_s)
+    return _get_pool(workers).run(jobs, timeout_s, budget_s)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -756,15 +831,21 @@ def classify_batch(
     truncated: Sequence[bool] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     workers: int | None = None,
+    batch_timeout_s: float | None = None,
 ) -> list[Grade]:
     """``classify`` for many responses, with the symbolic comparisons spread over worker processes.
+
+    ``timeout_s`` bounds each symbolic comparison; ``batch_timeout_s`` (None: no bound) the whole batch,
+    not counting the start of worker processes. Answers not graded in time score 0 with ``timed_out``.
 
     >>> [g.category for g in classify_batch(["x </think> <answer>5</answer>", "x"], ["5", "5"])]
     ['correct', 'format_failure']
     """
+    deadline = math.inf if batch_timeout_s is None else time.monotonic() + batch_timeout_s
     workers = default_workers() if workers is None else workers
     truncated = truncated if truncated is not None else [False] * len(responses)
     out: list[Grade | None] = [None] * len(responses)
+    cut = 0
     # Per formatted item: (index, answer, golds, decisions). A decision is True/False, or the tuple of
     # element pairs sympy must check, which is also the dedupe key (a GRPO group repeats its answers).
     open_items: list[tuple[int, str, list[str], list[bool | tuple[tuple[str, str], ...]]]] = []
@@ -777,6 +858,10 @@ def classify_batch(
                 else (MISSING_THINK_ANSWER if THINK_ANSWER not in response else MISSING_ANSWER_CLOSE)
             )
             out[i] = Grade(FORMAT_FAILURE, reason, None, None, 0.0, 0.0, 0.0)
+            continue
+        if time.monotonic() >= deadline:  # out of time: the rest of the batch is cut (~10 ms an answer at most)
+            out[i] = Grade(WRONG_ANSWER, None, None, None, 1.0, 0.0, 0.0, timed_out=True)
+            cut += 1
             continue
         answer = _extract_answer(response)
         gts = list(gt) if isinstance(gt, (list, tuple)) else [gt]
@@ -791,14 +876,16 @@ def classify_batch(
     jobs = list(
         dict.fromkeys(d for *_, ds in open_items if True not in ds for d in ds if isinstance(d, tuple))
     )
-    results = dict(zip(jobs, _run_symbolic([list(j) for j in jobs], timeout_s, workers), strict=True))
+    _count("cut", cut)
+    budget = max(0.0, deadline - time.monotonic())
+    results = dict(zip(jobs, _run_symbolic([list(j) for j in jobs], timeout_s, workers, budget), strict=True))
     for i, answer, golds, decisions in open_items:
         resolved = [results.get(d) if isinstance(d, tuple) else d for d in decisions]
         hit = next((g for g, v in zip(golds, resolved, strict=True) if v is True), None)
         if hit is not None:
             out[i] = Grade(CORRECT, None, answer, hit, 1.0, 1.0, 1.0)
         else:
-            timed_out = any(v is None for v in resolved)  # None: the worker ran over (or died)
+            timed_out = any(v is None for v in resolved)  # None: ran over, cut, or its worker died
             out[i] = Grade(WRONG_ANSWER, None, answer, golds[0], 1.0, 0.0, 0.0, timed_out)
     return out  # type: ignore[return-value]
 
@@ -821,13 +908,16 @@ def grade_batch(
     ground_truths: Sequence[Any],
     timeout_s: float = DEFAULT_TIMEOUT_S,
     workers: int | None = None,
+    batch_timeout_s: float | None = None,
 ) -> list[dict[str, float]]:
     """``r1_zero_reward_fn`` for a batch: string work in this thread, sympy in ``workers`` processes.
+    The time limits are ``classify_batch``'s.
 
     >>> grade_batch(["a </think> <answer>6</answer>"], ["5"])
     [{'format_reward': 1.0, 'answer_reward': 0.0, 'reward': 0.0}]
     """
-    return [g.rewards() for g in classify_batch(responses, ground_truths, None, timeout_s, workers)]
+    grades = classify_batch(responses, ground_truths, None, timeout_s, workers, batch_timeout_s)
+    return [g.rewards() for g in grades]
 
 
 def r1_zero_reward_fn(response: str, ground_truth: str | list[str], fast: bool = True) -> dict[str, float]:
@@ -863,16 +953,23 @@ def answer_reward(completions: Sequence[Any], solution: Sequence[Any], **kwargs:
     """TRL reward function: 1.0 for a correct, well-formatted answer, else 0.0; None (TRL ignores the
     sample) where the gold answer cannot be extracted from ``solution`` (see ``extract_gold``).
 
+    The batch is graded within ``REWARD_BATCH_TIMEOUT_S``. With TRL's ``log_metric`` keyword it logs
+    ``rewards/grader_timeouts``: the answers of this batch that scored 0 because grading ran out of time.
+
     >>> answer_reward([[{"role": "assistant", "content": "</think> <answer>72</answer>"}]], ["#### 72"])
     [1.0]
     """
     texts = [_completion_text(c) for c in completions]
     golds = [extract_gold(s) for s in solution]
     keep = [i for i, g in enumerate(golds) if g is not None]
-    graded = grade_batch([texts[i] for i in keep], [golds[i] for i in keep])
+    grades = classify_batch(
+        [texts[i] for i in keep], [golds[i] for i in keep], batch_timeout_s=REWARD_BATCH_TIMEOUT_S
+    )
+    if (log_metric := kwargs.get("log_metric")) is not None:
+        log_metric("rewards/grader_timeouts", float(sum(g.timed_out for g in grades)))
     out: list[float | None] = [None] * len(texts)
-    for i, g in zip(keep, graded, strict=True):
-        out[i] = g["reward"]
+    for i, g in zip(keep, grades, strict=True):
+        out[i] = g.reward
     return out
 
 
