@@ -98,7 +98,7 @@ def run(args) -> dict:
 
     # 2. problems: the held-out split, recomputed from data + seed and checked against the run's record of it;
     #    or, with --data, every row of a transfer set
-    from train.data import build_examples, build_splits, load_rows
+    from train.data import build_examples, heldout_examples, load_rows
 
     if args.data:
         cfg.data.path = args.data
@@ -107,7 +107,7 @@ def run(args) -> dict:
             raise ConfigError(f"--data: no row of {args.data} has a gold answer in column "
                               f"'{cfg.data.solution_column}' (set data.solution_column)")
     else:
-        heldout = build_splits(cfg, load_rows(cfg.data), tokenizer=None).heldout
+        heldout = heldout_examples(cfg, load_rows(cfg.data))
         ids_file = next((p for p in (Path(model_path) / "heldout_ids.json", run_dir / "heldout_ids.json")
                          if p.is_file()), None)
         if ids_file is not None:

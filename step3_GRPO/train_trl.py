@@ -253,7 +253,6 @@ def run(config_path: str, overrides: list[str]) -> int:
     from train.tracking import setup_wandb_env
 
     check_model_source(cfg.model)
-    rows = load_rows(cfg.data)
     out = Path(cfg.training.output_dir).expanduser()
     on_gpu = has_gpu()
     if cfg.vllm.use_vllm and on_gpu:
@@ -263,17 +262,22 @@ def run(config_path: str, overrides: list[str]) -> int:
             raise ConfigError("vllm.use_vllm is true but vllm is not installed: pip install -e '.[vllm]' "
                               "or set vllm.use_vllm=false")
 
-    # 2. model files (a GGUF is converted once; rank 0 first, the others then read the cache)
+    # 2. data file and model files: each is converted once (the data to Arrow, a GGUF to a folder) by the first
+    #    process, the others then read the cache; a bad data file ends the run before any model is loaded
     from accelerate import PartialState
 
     state = PartialState()
     same_checkpoint_everywhere(resume_from)
+    with state.local_main_process_first():  # datasets' cache is per machine
+        rows = load_rows(cfg.data)
     with state.main_process_first():
         model_path = materialize(cfg.model)
     tokenizer = load_tokenizer(model_path)
 
-    # 3. data: gold answers, held-out split, prompt-length filter
-    splits = build_splits(cfg, rows, tokenizer)
+    # 3. data: gold answers, held-out split, prompt-length filter; computed into datasets' cache by the first
+    #    process on each machine, read from it by the others (seconds, and the rows stay memory-mapped)
+    with state.local_main_process_first():
+        splits = build_splits(cfg, rows, tokenizer)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "resolved_config.yaml").write_text(dump_yaml(cfg))

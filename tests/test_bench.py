@@ -105,3 +105,19 @@ def test_benchmark_refuses_nodes_that_do_not_split_the_gpus():
     r = subprocess.run([sys.executable, str(ROOT / "bench/grpo_step.py"), "--gpus", "3", "--nodes", "2"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--gpus 3 does not split over --nodes 2" in r.stderr
+
+
+def test_data_stage_benchmark_second_process_reads_the_cache(tmp_path, tiny_model):
+    """bench/data_scale.py at a small scale: the first process computes into datasets' cache, the second (another
+    rank) writes nothing and gets the same split."""
+    out = tmp_path / "data.json"
+    r = subprocess.run([sys.executable, str(ROOT / "bench/data_scale.py"), "--rows", "3000", "--tokenizer",
+                        str(tiny_model), "--work", str(tmp_path), "--out", str(out), "data.eval_holdout=100",
+                        "data.max_prompt_tokens=300"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    first, second = json.loads(out.read_text())["processes"]
+    assert first["new_cache_files"] > 0 and second["new_cache_files"] == 0
+    assert first["heldout_sha256"] == second["heldout_sha256"] and first["stats"] == second["stats"]
+    assert first["stats"]["rows"] == 3000 and 0 < first["stats"]["dropped_no_gold"] < 150
+    assert first["stats"]["dropped_long_prompt"] > 0  # the long problems meet the prompt filter
+    assert 0 < second["peak_rss_GiB"] < 2 and second["wall_s"] > 0

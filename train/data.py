@@ -3,19 +3,34 @@ seeded held-out split that training never sees, and build r1_zero prompts.
 
 The held-out split is drawn before the tokenizer-dependent prompt-length filter, so it depends only on the
 data and the seed: a base model and its trained checkpoint are always evaluated on the same problems.
+
+The rows stay in Arrow, memory-mapped from datasets' cache (NuminaMath-CoT is 860k rows, 1.3 GB of text):
+the per-row work (gold answers; prompts and their lengths) runs once as `Dataset.map`, whose results are
+cached beside the data, keyed by the data, the template, this code and the grader's, and the tokenizer. The
+first process on a machine computes them; the others read them (train_trl.py orders this).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from train.config import Config, ConfigError, DataConfig, resolve_path
 from train.rewards_math import extract_gold
 
+if TYPE_CHECKING:
+    import datasets
+    import numpy as np
+
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+EXAMPLE_COLUMNS = ["id", "problem", "gold", "source", "prompt", "solution"]  # the fields of Example
+TRL_COLUMNS = ["prompt", "solution", "source"]
+QUIET_BELOW = 20000  # rows: smaller data is done in seconds, without progress bars
 
 
 @dataclass
@@ -30,7 +45,7 @@ class Example:
 
 @dataclass
 class Splits:
-    train: list[Example]
+    train: datasets.Dataset  # EXAMPLE_COLUMNS in training order, memory-mapped (860k rows would not fit in RAM)
     heldout: list[Example]
     stats: dict = field(default_factory=dict)
 
@@ -50,8 +65,10 @@ def render(template: str, question: str) -> str:
     return template.replace("{question}", question)
 
 
-def load_rows(cfg: DataConfig) -> list[dict]:
-    """The raw rows (problem, solution, source columns only); ConfigError on a missing file or column."""
+# ---------------------------------------------------------------------------------------------- loading
+def load_rows(cfg: DataConfig) -> datasets.Dataset:
+    """The raw rows (problem, solution, source columns only) as a datasets.Dataset memory-mapped from datasets'
+    cache; ConfigError on a missing, empty or unreadable file, or a missing column."""
     import datasets
 
     path = resolve_path(cfg.path)
@@ -61,9 +78,8 @@ def load_rows(cfg: DataConfig) -> list[dict]:
             raise ConfigError(f"data.path: {path} not found (a local .jsonl/.json/.parquet file or a Hub dataset id)")
         if suffix not in LOCAL_FORMATS:
             raise ConfigError(f"data.path: {path} is not .jsonl, .json or .parquet")
-        datasets.disable_progress_bars()  # a local file loads in seconds; a Hub download keeps its bars
-        ds = datasets.load_dataset(LOCAL_FORMATS[suffix], data_files=str(path), split="train")
-        datasets.enable_progress_bars()
+        with progress_bars(False):  # a local file loads in seconds; a Hub download keeps its bars
+            ds = load_local(path, LOCAL_FORMATS[suffix])
     else:
         try:
             ds = datasets.load_dataset(cfg.path, split=cfg.split)
@@ -76,57 +92,229 @@ def load_rows(cfg: DataConfig) -> list[dict]:
     for key, col in wanted.items():
         if col not in ds.column_names:
             raise ConfigError(f"data.{key}: column '{col}' not in {cfg.path} (columns: {', '.join(ds.column_names)})")
-    return ds.select_columns(list(wanted.values())).to_list()
+    if len(ds) == 0:
+        raise ConfigError(f"data.path: {cfg.path} has no rows")
+    return ds.select_columns(list(wanted.values()))
 
 
-def build_examples(cfg: Config, rows: list[dict]) -> list[Example]:
-    """Every row with a gold answer as a prompted example (rows without one are left out)."""
+def load_local(path: Path, fmt: str) -> datasets.Dataset:
+    """A local file through datasets (converted to Arrow once, then memory-mapped); a file that cannot be read
+    is named with what is wrong in it, in one line."""
+    import datasets
+
+    size = path.stat().st_size
+    if size == 0:
+        raise ConfigError(f"data.path: {path} is empty")
+    if fmt == "parquet":
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(max(0, size - 4))
+            tail = f.read(4)
+        if head != b"PAR1" or tail != b"PAR1":  # Parquet starts and ends with this marker
+            what = "cut off (no Parquet footer)" if head == b"PAR1" else "not a Parquet file"
+            raise ConfigError(f"data.path: {path} is {what}; write it again with a Parquet writer")
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except pa.ArrowException as e:
+            raise ConfigError(f"data.path: {path} is a damaged Parquet file ({e}); write it again") from None
+        if rows == 0:  # datasets would say only "corresponds to no data"
+            raise ConfigError(f"data.path: {path} has no rows")
+    try:
+        return datasets.load_dataset(fmt, data_files=str(path), split="train")
+    except Exception as e:  # the readers fail in many types (ArrowInvalid, DatasetGenerationError, ...)
+        why = json_problem(path) if fmt == "json" else None
+        if why is None:
+            root = e
+            while root.__cause__ or root.__context__:
+                root = root.__cause__ or root.__context__
+            first_line = (str(root).splitlines() or [""])[0][:200]
+            why = f"could not be read as {fmt} ({type(root).__name__}: {first_line})"
+        raise ConfigError(f"data.path: {path} {why}") from None
+
+
+def json_problem(path: Path) -> str | None:
+    """Where a JSON Lines file goes wrong ("line N ..."), or None when every line is a JSON object. Only read
+    after the loader failed, so its cost never falls on a good file."""
+    if path.suffix.lower() == ".json":  # one JSON document (datasets also reads JSON Lines named .json)
+        try:
+            json.loads(path.read_text(errors="replace"))
+            return None
+        except json.JSONDecodeError as e:
+            if e.msg != "Extra data":  # "Extra data" after the first value: JSON Lines, checked below
+                return f"line {e.lineno} is not valid JSON ({e.msg}); fix that line"
+    rows = 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                if not any(rest.strip() for rest in f):
+                    return (f"line {n}, the last, is cut off ({e.msg}): the file was not completely written; "
+                            "copy it again or delete that line")
+                return f"line {n} is not valid JSON ({e.msg}); fix or delete that line"
+            if not isinstance(row, dict):
+                return f"line {n} is not a JSON object (one {{\"problem\": ..., \"solution\": ...}} per line)"
+            rows += 1
+    return None if rows else "has no rows (only blank lines)"
+
+
+# ------------------------------------------------------------------------------------ per-row work, cached
+@contextlib.contextmanager
+def progress_bars(shown: bool):
+    import datasets
+
+    def show(on: bool) -> None:
+        datasets.enable_progress_bars() if on else datasets.disable_progress_bars()
+
+    was_shown = not datasets.are_progress_bars_disabled()
+    show(shown)
+    try:
+        yield
+    finally:
+        show(was_shown)
+
+
+def cache_key(*parts) -> str:
+    """The fingerprint of a cached map. datasets hashes a module's function by its name, not its code, so the
+    code that computes the columns (the functions below and the grader's gold extraction) is part of the key:
+    a change there recomputes them instead of serving stale gold answers."""
+    import inspect
+
+    from datasets.fingerprint import Hasher
+
+    from train import rewards_math
+
+    code = "".join(inspect.getsource(f) for f in (_golds, _prompts, render)) + inspect.getsource(rewards_math)
+    return Hasher.hash([hashlib.sha256(code.encode()).hexdigest(), *parts])
+
+
+def _golds(solutions: list, ids: list[int]) -> dict:
+    return {"id": ids, "gold": [extract_gold(str(s or "")) for s in solutions]}
+
+
+def _prompts(problems: list, sources: list | None = None, *, template: str, tokenizer=None) -> dict:
+    prompts = [render(template, str(p)) for p in problems]
+    out = {"prompt": prompts, "source": ["all"] * len(prompts) if sources is None else [str(s) for s in sources]}
+    if tokenizer is not None:
+        out["prompt_tokens"] = [len(ids) for ids in tokenizer(prompts, return_attention_mask=False)["input_ids"]]
+    return out
+
+
+def gold_answers(cfg: Config, rows: datasets.Dataset) -> datasets.Dataset:
+    """Columns `id` (the row index) and `gold` (None where the solution has no gold answer), one per row."""
+    import datasets
+
+    d = cfg.data
+    with progress_bars(len(rows) >= QUIET_BELOW):
+        return rows.map(_golds, batched=True, with_indices=True, input_columns=[d.solution_column],
+                        remove_columns=rows.column_names, desc="gold answers", features=datasets.Features(
+                            id=datasets.Value("int64"), gold=datasets.Value("string")),  # not null if a batch has none
+                        new_fingerprint=cache_key(rows._fingerprint, "gold", d.solution_column))
+
+
+def prompts(cfg: Config, rows: datasets.Dataset, tokenizer=None) -> datasets.Dataset:
+    """Columns `prompt`, `source` and, given a tokenizer, `prompt_tokens`, one per row."""
     d = cfg.data
     template = load_template(d)
-    examples = []
-    for i, row in enumerate(rows):
-        solution = str(row[d.solution_column] or "")
-        gold = extract_gold(solution)
-        if gold is None:
-            continue
-        source = str(row[d.source_column]) if d.source_column else "all"
-        problem = str(row[d.problem_column])
-        examples.append(Example(i, problem, gold, source, render(template, problem), solution))
-    return examples
+    columns = [d.problem_column] + ([d.source_column] if d.source_column else [])
+    key = cache_key(rows._fingerprint, "prompts", columns, template, tokenizer)  # datasets hashes a tokenizer stably
+    with progress_bars(len(rows) >= QUIET_BELOW):
+        return rows.map(_prompts, batched=True, input_columns=columns, remove_columns=rows.column_names,
+                        fn_kwargs={"template": template, "tokenizer": tokenizer},
+                        desc="prompts" + (" and their lengths" if tokenizer is not None else ""), new_fingerprint=key)
 
 
-def build_splits(cfg: Config, rows: list[dict], tokenizer=None) -> Splits:
-    """Gold extraction, held-out split, prompt-length filter. Deterministic given the data and the seed."""
+def examples_at(cfg: Config, rows: datasets.Dataset, golds: datasets.Dataset, ids) -> list[Example]:
+    """The rows at `ids` as Examples, in that order (a few thousand: an evaluation set)."""
     d = cfg.data
-    examples = build_examples(cfg, rows)
-    stats = {"rows": len(rows), "dropped_no_gold": len(rows) - len(examples)}
-    if d.eval_holdout >= len(examples):
-        raise ConfigError(f"data.eval_holdout={d.eval_holdout} leaves nothing to train on ({len(examples)} rows "
+    template = load_template(d)
+    # Copied once into a small cached table that the other processes read: a random read into the memory-mapped
+    # file maps the 64 KB around each row, and 5000 rows then bring a whole 1 GB file into this process's RSS.
+    with progress_bars(False):
+        picked = rows.select(ids).flatten_indices()
+    gold = golds.select(ids)["gold"]
+    sources = picked[d.source_column] if d.source_column else ["all"] * len(picked)
+    return [Example(int(i), str(p), g, str(src), render(template, str(p)), str(s or ""))
+            for i, p, g, src, s in zip(ids, picked[d.problem_column], gold, sources, picked[d.solution_column],
+                                       strict=True)]
+
+
+def ids_with_gold(golds: datasets.Dataset) -> np.ndarray:
+    """Indices of the rows that have a gold answer."""
+    import numpy as np
+
+    return np.flatnonzero(golds.data.column("gold").is_valid().to_numpy(zero_copy_only=False))
+
+
+# --------------------------------------------------------------------------------------------- the split
+def build_examples(cfg: Config, rows: datasets.Dataset) -> list[Example]:
+    """Every row with a gold answer as a prompted example (rows without one are left out): a transfer set."""
+    golds = gold_answers(cfg, rows)
+    return examples_at(cfg, rows, golds, ids_with_gold(golds))
+
+
+def split_ids(cfg: Config, golds: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out and training row ids: the rows with a gold answer, shuffled with the seed; the first
+    `eval_holdout` are held out (sorted), the rest are the training order."""
+    import numpy as np
+
+    d = cfg.data
+    ids = ids_with_gold(golds)
+    if len(ids) == 0:
+        raise ConfigError(f"data.solution_column: no row of {d.path} has a gold answer (a \\boxed{{}} or '#### ' "
+                          f"answer) in column '{d.solution_column}'; point it at the column with worked solutions")
+    if d.eval_holdout >= len(ids):
+        raise ConfigError(f"data.eval_holdout={d.eval_holdout} leaves nothing to train on ({len(ids)} rows "
                           "with a gold answer); lower it")
-    order = list(range(len(examples)))
-    random.Random(cfg.training.seed).shuffle(order)
-    heldout = sorted((examples[i] for i in order[: d.eval_holdout]), key=lambda e: e.id)
-    train = [examples[i] for i in order[d.eval_holdout:]]
+    order = list(range(len(ids)))
+    random.Random(cfg.training.seed).shuffle(order)  # a list shuffle, as always: the same split for the same seed
+    order = np.asarray(order)
+    return np.sort(ids[order[: d.eval_holdout]]), ids[order[d.eval_holdout:]]
+
+
+def heldout_examples(cfg: Config, rows: datasets.Dataset) -> list[Example]:
+    """The held-out problems alone (what an evaluation needs): the same as build_splits(cfg, rows).heldout."""
+    golds = gold_answers(cfg, rows)
+    return examples_at(cfg, rows, golds, split_ids(cfg, golds)[0])
+
+
+def build_splits(cfg: Config, rows: datasets.Dataset, tokenizer=None) -> Splits:
+    """Gold extraction, held-out split, prompt-length filter. Deterministic given the data and the seed.
+
+    `train` stays in Arrow (a selection of memory-mapped rows); `heldout` is a list of Examples.
+    """
+    import datasets
+
+    d = cfg.data
+    golds = gold_answers(cfg, rows)
+    heldout_ids, train_ids = split_ids(cfg, golds)
+    stats = {"rows": len(rows), "dropped_no_gold": len(rows) - len(heldout_ids) - len(train_ids)}
+    made = prompts(cfg, rows, tokenizer)
     if tokenizer is not None:
-        lengths = prompt_lengths(tokenizer, [e.prompt for e in train])
-        kept = [e for e, n in zip(train, lengths, strict=True) if n <= d.max_prompt_tokens]
-        stats["dropped_long_prompt"] = len(train) - len(kept)
-        train = kept
+        lengths = made.data.column("prompt_tokens").to_numpy()
+        kept = train_ids[lengths[train_ids] <= d.max_prompt_tokens]
+        stats["dropped_long_prompt"] = len(train_ids) - len(kept)
+        train_ids = kept
+        if len(train_ids) == 0:
+            raise ConfigError(f"no training rows left after filtering ({stats}): every training prompt is longer "
+                              f"than data.max_prompt_tokens={d.max_prompt_tokens}; raise it")
     if d.max_train_samples is not None:
-        train = train[: d.max_train_samples]
-    if not train:
-        raise ConfigError(f"no training rows left after filtering ({stats}); raise data.max_prompt_tokens")
-    stats.update(train=len(train), heldout=len(heldout))
-    return Splits(train, heldout, stats)
-
-
-def prompt_lengths(tokenizer, prompts: list[str], batch: int = 2048) -> list[int]:
-    from tqdm import tqdm
-
-    out: list[int] = []
-    for i in tqdm(range(0, len(prompts), batch), desc="tokenizing prompts", disable=len(prompts) < 20000):
-        out += [len(ids) for ids in tokenizer(prompts[i : i + batch])["input_ids"]]
-    return out
+        if d.max_train_samples < 1:
+            raise ConfigError(f"data.max_train_samples={d.max_train_samples} leaves nothing to train on; set it to "
+                              "at least 1, or null for every row")
+        train_ids = train_ids[: d.max_train_samples]
+    texts = rows.select_columns([d.problem_column, d.solution_column])
+    texts = texts.rename_columns({c: n for c, n in ((d.problem_column, "problem"), (d.solution_column, "solution"))
+                                  if c != n})
+    table = datasets.concatenate_datasets([texts, golds, made.select_columns(["prompt", "source"])], axis=1)
+    train = table.select(train_ids).select_columns(EXAMPLE_COLUMNS)
+    stats.update(train=len(train), heldout=len(heldout_ids))
+    return Splits(train, examples_at(cfg, rows, golds, heldout_ids), stats)
 
 
 def write_heldout_ids(splits: Splits, cfg: Config, out_dir: Path) -> Path:
@@ -136,14 +324,13 @@ def write_heldout_ids(splits: Splits, cfg: Config, out_dir: Path) -> Path:
     return path
 
 
-def to_trl_dataset(examples: list[Example]):
+def to_trl_dataset(examples: datasets.Dataset | list[Example]) -> datasets.Dataset:
     """TRL's GRPOTrainer reads `prompt`; the other columns reach the reward functions as keyword arguments.
     `solution` is the dataset's text, not the extracted answer: the reward extracts the gold itself (its
-    `None` for an unextractable gold must stay meaningful, and a bare answer like `12` is not a solution)."""
+    `None` for an unextractable gold must stay meaningful, and a bare answer like `12` is not a solution).
+    Takes Splits.train (kept in Arrow) or a list of Examples."""
     import datasets
 
-    return datasets.Dataset.from_dict({
-        "prompt": [e.prompt for e in examples],
-        "solution": [e.solution for e in examples],
-        "source": [e.source for e in examples],
-    })
+    if isinstance(examples, datasets.Dataset):
+        return examples.select_columns(TRL_COLUMNS)
+    return datasets.Dataset.from_dict({c: [getattr(e, c) for e in examples] for c in TRL_COLUMNS})
