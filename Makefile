@@ -31,4 +31,4 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf outputs/quickstart .pytest_cache .ruff_cache
+	rm -rf outputs/quickstart outputs/quickstart.replaced-* .pytest_cache .ruff_cache

@@ -67,7 +67,7 @@ VARIANTS = {
     "trl_default": ["model.dtype=float32", "vllm.enable_sleep_mode=false", "training.gradient_checkpointing=false",
                     "grpo.loss_type=dapo", "training.optim=adamw_torch", "training.micro_batch_size=8"],
     "no_vllm": ["vllm.use_vllm=false"],
-    "server": ["vllm.mode=server"],
+    "server": ["vllm.mode=server", "vllm.enable_sleep_mode=false"],  # the server keeps its GPUs: no sleep mode
 }
 ARCH = {  # Qwen2.5 shapes (config.json of the released models)
     "1.5B": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,

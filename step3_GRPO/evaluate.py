@@ -27,6 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project's `train` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from train.checkpoints import check_writable  # noqa: E402
 from train.config import ConfigError, load_config, resolve_path  # noqa: E402
 
 DEFAULT_CONFIG = "config/grpo_config.yaml"
@@ -59,11 +60,29 @@ def compare(items: list[str], out_dir: str | None) -> None:
         p = p / "eval_summary.json" if p.is_dir() else p
         if not p.is_file():
             raise ConfigError(f"--compare: {p} not found (give an evaluation's folder or its eval_summary.json)")
-        named.append((name or p.parent.name, json.loads(p.read_text())))
-    png = Path(out_dir or ".") / "eval_compare.png"
+        named.append((name or p.parent.name, read_summary(p)))
+    png = Path(out_dir or ".").expanduser() / "eval_compare.png"
+    check_writable(png.parent, "--output-dir")
     png.parent.mkdir(parents=True, exist_ok=True)
     print(compare_summaries(named, png))
     print(f"[eval] wrote {png}")
+
+
+SUMMARY_KEYS = ("total_samples", "accuracy", "accuracy_ci95", "format_accuracy", "categories")
+
+
+def read_summary(path: Path) -> dict:
+    """An eval_summary.json as evaluate() writes it; anything else is refused with what it lacks."""
+    try:
+        summary = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError(f"--compare: {path} is not an evaluation summary (not JSON); give the eval_summary.json "
+                          "that evaluate.py wrote, or its folder") from None
+    missing = [k for k in SUMMARY_KEYS if k not in summary] if isinstance(summary, dict) else list(SUMMARY_KEYS)
+    if missing:
+        raise ConfigError(f"--compare: {path} is not an evaluation summary (no {', '.join(missing)}); give the "
+                          "eval_summary.json that evaluate.py wrote, or its folder")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,15 +104,17 @@ def run(args) -> dict:
         from train.models import check_model_source, materialize
 
         check_model_source(cfg.model)
+        out_dir = Path(args.output_dir).expanduser() if args.output_dir else run_dir / "eval_base"
+        check_writable(out_dir, "--output-dir")
         model_path = materialize(cfg.model)
-        out_dir = Path(args.output_dir) if args.output_dir else run_dir / "eval_base"
     else:
         model = resolve_path(args.model) if args.model else run_dir / "final_model"
         if not (model / "config.json").is_file():
             what = "has no config.json" if model.is_dir() else "not found"
             raise ConfigError(f"--model: {model} {what} (give a model folder, a checkpoint-N folder, or 'base')")
         model_path = str(model)
-        out_dir = Path(args.output_dir) if args.output_dir else model / "eval"
+        out_dir = Path(args.output_dir).expanduser() if args.output_dir else model / "eval"
+        check_writable(out_dir, "--output-dir")
         run_dir = model.parent
 
     # 2. problems: the held-out split, recomputed from data + seed and checked against the run's record of it;
@@ -125,12 +146,23 @@ def run(args) -> dict:
 def check_heldout(ids_file: Path, data_path: str, ids: list[int]) -> None:
     """The run's held-out ids must be the ones evaluated here, or trained-on problems would be scored."""
     saved = json.loads(ids_file.read_text())
-    if saved.get("data") != data_path:
+    if not same_data(saved.get("data"), data_path):
         print(f"[eval] note: the run trained on {saved.get('data')}; evaluating on {data_path}", flush=True)
         return
     if saved.get("ids") != ids:
         raise ConfigError(f"the held-out split differs from the run's ({ids_file}): evaluate with the run's "
                           "data.path, data.eval_holdout and training.seed (its resolved_config.yaml)")
+
+
+def same_data(a: str | None, b: str) -> bool:
+    """One data source, however it is spelled: `~/x.jsonl`, `./x.jsonl` and its absolute path are one file; a Hub id
+    is compared as written."""
+    if a == b:
+        return True
+    if a is None:
+        return False
+    pa, pb = resolve_path(a), resolve_path(b)
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
 
 
 def find_trainer_state(model: Path) -> Path | None:

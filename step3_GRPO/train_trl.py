@@ -12,7 +12,8 @@ The algorithm, as in the reference recipe (CS336 / Dr. GRPO, r1_zero prompt):
 - one policy-gradient update per batch of rollouts (on-policy, so the PPO ratio is 1), no KL penalty.
 
 Stages: config -> output dir -> data -> model -> rewards -> trainer -> train -> save -> evaluate.
-A mistake in the configuration ends the run before any model is loaded, with one line and exit code 2.
+A mistake in the configuration or the output folder ends the run before any model is loaded, with one line and
+exit code 2 (docs/troubleshooting.md lists them).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project's `train` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from train.checkpoints import OutputPlan, check_disk, move_aside, plan_output_dir  # noqa: E402
 from train.config import (  # noqa: E402
     BatchPlan,
     Config,
@@ -56,30 +58,6 @@ def log(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------- output dir
-def prepare_output_dir(cfg: Config) -> str | None:
-    """Decide fresh start vs resume; refuse to mix two runs in one folder. Returns the checkpoint to resume."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    out = Path(cfg.training.output_dir).expanduser()
-    ck = cfg.checkpointing
-    if ck.resume not in ("auto", "never"):
-        path = resolve_path(ck.resume)
-        if not (path / "trainer_state.json").is_file():
-            raise ConfigError(f"checkpointing.resume: {path} is not a checkpoint folder (no trainer_state.json)")
-        return str(path)
-    if not out.is_dir() or not any(out.iterdir()):
-        return None
-    last = get_last_checkpoint(str(out))
-    if ck.resume == "auto" and last:
-        return last
-    if ck.overwrite:
-        return None
-    holds_run = last or (out / "resolved_config.yaml").exists()
-    what = "another run" if holds_run else "files that are not from a run"
-    raise ConfigError(f"training.output_dir: {out} holds {what}; choose another output_dir, or set "
-                      "checkpointing.overwrite=true to write over it (nothing is deleted)")
-
-
 def same_checkpoint_everywhere(resume_from: str | None) -> None:
     """Every process must resume from the same checkpoint. Machines that do not share training.output_dir
     would otherwise start from different states: rank 0 from its last checkpoint, the others afresh."""
@@ -93,6 +71,14 @@ def same_checkpoint_everywhere(resume_from: str | None) -> None:
         found = ", ".join(f"rank {r}: {s or 'none'}" for r, s in enumerate(seen))
         raise ConfigError(f"the processes found different checkpoints to resume from ({found}); on several "
                           "machines, put training.output_dir on a filesystem they all share")
+
+
+def claim_output_dir(out: Path, output: OutputPlan) -> None:
+    """Rank 0: say what the output-dir decision skipped, and move another run aside (checkpointing.overwrite)."""
+    for note in output.notes:
+        log(f"{out}: {note}")
+    if output.move_aside:
+        log(f"moved the run that was in {out} to {move_aside(out)} (checkpointing.overwrite); nothing was deleted")
 
 
 # ------------------------------------------------------------------------------------------------ trainer
@@ -110,6 +96,14 @@ def grpo_args(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int):
     from trl import GRPOConfig
 
     return GRPOConfig(**grpo_kwargs(cfg, plan, on_gpu, eval_rows), **cfg.trl)
+
+
+def check_launch(cfg: Config, world_size: int) -> BatchPlan:
+    """The checks that need the launch but no model, data or GPU; the launcher runs them once before it starts
+    any process, each process again."""
+    plan = plan_batch(cfg, world_size)
+    check_trl_section(cfg, plan)
+    return plan
 
 
 def check_trl_section(cfg: Config, plan: BatchPlan) -> None:
@@ -157,6 +151,7 @@ def grpo_kwargs(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int) -> d
         seed=t.seed,
         data_seed=t.seed,
         bf16=bf16,
+        use_cpu=not on_gpu,  # without it the CPU processes of a launch each train alone (accelerate's default)
         per_device_train_batch_size=plan.per_device_train_batch_size,
         gradient_accumulation_steps=plan.gradient_accumulation_steps,
         steps_per_generation=plan.steps_per_generation,
@@ -244,9 +239,8 @@ def run(config_path: str, overrides: list[str]) -> int:
     cfg = load_config(resolve_path(config_path), overrides)
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
-    plan = plan_batch(cfg, world_size)
-    check_trl_section(cfg, plan)
-    resume_from = prepare_output_dir(cfg)
+    plan = check_launch(cfg, world_size)
+    output = plan_output_dir(cfg)
 
     from train.data import build_splits, load_rows, to_trl_dataset, write_heldout_ids
     from train.models import check_model_source, eos_token_ids, has_gpu, load_policy, load_tokenizer, materialize
@@ -266,12 +260,16 @@ def run(config_path: str, overrides: list[str]) -> int:
     #    process, the others then read the cache; a bad data file ends the run before any model is loaded
     from accelerate import PartialState
 
-    state = PartialState()
-    same_checkpoint_everywhere(resume_from)
+    state = PartialState(cpu=not on_gpu)  # on CPU the processes form one gloo group
+    same_checkpoint_everywhere(output.resume_from)
     with state.local_main_process_first():  # datasets' cache is per machine
         rows = load_rows(cfg.data)
     with state.main_process_first():
         model_path = materialize(cfg.model)
+    check_disk(cfg, model_path, output)
+    with state.main_process_first():  # the others wait while rank 0 moves another run aside
+        if rank == 0:
+            claim_output_dir(out, output)
     tokenizer = load_tokenizer(model_path)
 
     # 3. data: gold answers, held-out split, prompt-length filter; computed into datasets' cache by the first
@@ -291,8 +289,6 @@ def run(config_path: str, overrides: list[str]) -> int:
     setup_wandb_env(cfg.logging, out)
     periodic = splits.heldout[: cfg.evaluation.periodic_samples] if cfg.evaluation.every_steps else []
     args = grpo_args(cfg, plan, on_gpu, len(periodic))
-    log(f"batch: {plan} on {world_size} process(es); {'vLLM ' + cfg.vllm.mode if args.use_vllm else 'transformers'}"
-        " generation")
     model = load_policy(model_path, cfg.model.dtype)
     if tokenizer.pad_token_id not in eos_token_ids(model):
         # TRL masks a completion after its first EOS; rows that stopped early are padded, so pad ends one too
@@ -303,7 +299,7 @@ def run(config_path: str, overrides: list[str]) -> int:
 
     # 5. rewards and trainer
     from train.rewards_math import answer_reward, format_reward
-    from train.trainer import R1GRPOTrainer
+    from train.trainer import CheckpointLoadError, R1GRPOTrainer
 
     trainer = R1GRPOTrainer(
         mask_truncated_completions=cfg.grpo.mask_truncated_completions,
@@ -314,14 +310,25 @@ def run(config_path: str, overrides: list[str]) -> int:
         eval_dataset=to_trl_dataset(periodic) if periodic else None,
         processing_class=tokenizer,
     )
+    group = trainer.accelerator.num_processes  # what the trainer trains with, not what the launcher asked for
+    if group != world_size:
+        raise ConfigError(f"the {world_size} processes did not form one group (the trainer sees {group}); "
+                          "start them with ./launch_trl.sh or torchrun")
+    log(f"batch: {plan} on {group} process(es) in one group; "
+        f"{'vLLM ' + cfg.vllm.mode if args.use_vllm else 'transformers'} generation")
 
     if cfg.training.max_minutes is not None:
         trainer.add_callback(time_limit(cfg.training.max_minutes))
 
     # 6. train (resuming when a checkpoint exists) and save
-    if resume_from:
-        log(f"resuming from {resume_from}")
-    trainer.train(resume_from_checkpoint=resume_from)
+    if output.resume_from:
+        log(f"resuming from {output.resume_from}")
+    try:
+        trainer.train(resume_from_checkpoint=output.resume_from)
+    except CheckpointLoadError as e:
+        fix = (f"continue from the previous complete one with checkpointing.resume={output.previous}"
+               if output.previous else "start over with checkpointing.resume=never checkpointing.overwrite=true")
+        raise ConfigError(f"checkpoint {e.path} cannot be loaded ({e.reason}); {fix}") from None
     final_dir = out / "final_model"
     trainer.save_model(str(final_dir))
     log_history = list(trainer.state.log_history)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from train.config import Config, ConfigError, load_config, plan_batch
+from train.config import RANGES, Config, ConfigError, load_config, plan_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "config").glob("*.yaml"))
@@ -96,8 +97,35 @@ BAD = [
     # evaluation with nothing held out
     ({"data": {"eval_holdout": 0}}, r"evaluation.enabled' needs held-out rows"),
     # a time limit of zero would stop before the first step
-    ({"training": {"max_minutes": 0}}, r"'training.max_minutes' must be positive or null"),
+    ({"training": {"max_minutes": 0}}, r"'training.max_minutes' must be positive, or null \(no time limit\)"),
     ({"training": {"max_minutes": "ten"}}, r"'training.max_minutes' must be a number"),
+    # names transformers does not know, with the nearest one
+    ({"training": {"optim": "adamw"}}, r"'training.optim' is 'adamw', which transformers does not know \(did you "
+                                       r"mean 'adamw_torch'\?"),
+    ({"training": {"lr_scheduler_type": "cosin"}}, r"'training.lr_scheduler_type' is 'cosin', which transformers "
+                                                  r"does not know \(did you mean 'cosine'\?"),
+    # a scheduler whose required arguments are missing, and where they go
+    ({"training": {"lr_scheduler_type": "cosine_with_min_lr"}},
+     r"'cosine_with_min_lr' scheduler cannot be built: One of min_lr or min_lr_rate .* trl.lr_scheduler_kwargs"),
+    # a scheduler that steps on an evaluation metric, with no periodic evaluation
+    ({"training": {"lr_scheduler_type": "reduce_lr_on_plateau"}}, r"set evaluation.every_steps > 0"),
+    # warmup with a scheduler that has none: transformers would ignore it silently
+    ({"training": {"warmup_steps": 10}},
+     r"'constant' scheduler has no warmup .*lr_scheduler_type=constant_with_warmup"),
+    # a number that is not one
+    ({"training": {"learning_rate": float("inf")}}, r"'training.learning_rate' must be a finite number"),
+    # no held-out rows for the periodic evaluation
+    ({"data": {"eval_holdout": 0}, "evaluation": {"enabled": False, "every_steps": 5}},
+     r"'evaluation.every_steps' needs held-out rows: set data.eval_holdout > 0, or evaluation.every_steps=0"),
+    # n greedy samples are one sample n times
+    ({"evaluation": {"n": 4, "temperature": 0}}, r"greedy decoding gives the same answer n times"),
+    # server mode: colocate-only keys cannot reach the server, so they are refused there
+    ({"vllm": {"mode": "server"}}, r"'vllm.enable_sleep_mode' applies to colocate mode.*enable_sleep_mode=false"),
+    ({"vllm": {"mode": "server", "enable_sleep_mode": False, "tensor_parallel_size": 2}},
+     r"set vllm.server_gpus=2 and vllm.tensor_parallel_size=1"),
+    # a cap of zero training rows is a range mistake, not a prompt-length one
+    ({"data": {"max_train_samples": 0}}, r"'data.max_train_samples' must be at least 1, or null \(every row not "
+                                         r"held out\), got 0"),
 ]
 
 
@@ -122,6 +150,65 @@ def test_malformed_yaml(tmp_path, text, pattern):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+# (key, a value out of its range): every numeric key of the schema has one row (see the audit test below)
+OUT_OF_RANGE = [
+    ("data.max_prompt_tokens", 0), ("data.max_train_samples", 0), ("data.eval_holdout", -1),
+    ("training.max_steps", 0), ("training.max_minutes", -1), ("training.prompts_per_step", 0),
+    ("training.micro_batch_size", 0), ("training.learning_rate", 0), ("training.warmup_steps", -1),
+    ("training.weight_decay", -0.1), ("training.adam_beta1", 1.0), ("training.adam_beta2", -0.5),
+    ("training.max_grad_norm", -1), ("training.seed", -1), ("grpo.group_size", 1), ("grpo.temperature", 0),
+    ("grpo.top_p", 0), ("grpo.max_completion_length", 0), ("grpo.beta", -0.1), ("grpo.epsilon", 0),
+    ("grpo.num_iterations", 0), ("vllm.gpu_memory_utilization", 1.0), ("vllm.tensor_parallel_size", 0),
+    ("vllm.server_gpus", 0), ("vllm.server_port", 70000), ("evaluation.max_samples", 0),
+    ("evaluation.temperature", -0.5), ("evaluation.top_p", 1.5), ("evaluation.max_tokens", 0), ("evaluation.n", 0),
+    ("evaluation.batch_size", 0), ("evaluation.gpu_memory_utilization", 0), ("evaluation.every_steps", -1),
+    ("evaluation.periodic_samples", 0), ("checkpointing.save_steps", 0), ("checkpointing.save_total_limit", 0),
+    ("logging.logging_steps", 0),
+]
+
+
+@pytest.mark.parametrize("key,bad", OUT_OF_RANGE, ids=[k for k, _ in OUT_OF_RANGE])
+def test_every_numeric_key_refuses_a_value_out_of_range(tmp_path, key, bad):
+    section, name = key.split(".")
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, {section: {name: bad}}))
+    assert re.search(rf"c.yaml: '{re.escape(key)}' must be .*, got {re.escape(repr(bad))}", str(e.value)), str(e.value)
+
+
+def test_every_numeric_key_has_a_range():
+    """The audit stays complete: a numeric key added to the schema without a range (and a row above) fails here."""
+    numeric = {f"{s.name}.{f.name}" for s in SECTIONS for f in dataclasses.fields(getattr(Config(), s.name))
+               if typing.get_type_hints(type(getattr(Config(), s.name)))[f.name] in (int, float, int | None,
+                                                                                   float | None)}
+    assert numeric == set(RANGES) == {k for k, _ in OUT_OF_RANGE}
+
+
+@pytest.mark.parametrize("file,overrides,blamed", [
+    ({}, ["training.max_steps=0"], "override training.max_steps=0: 'training.max_steps' must be at least 1"),
+    ({}, ["training.learnig_rate=1"], "override training.learnig_rate=1: unknown key 'training.learnig_rate'"),
+    ({}, ["grpo.group_size=two"], "override grpo.group_size=two: 'grpo.group_size' must be an integer"),
+    ({}, ["training.optim=adam"], "override training.optim=adam: 'training.optim' is 'adam'"),
+    # the override that makes a pair of keys disagree is the one blamed
+    ({"training": {"warmup_steps": 5, "lr_scheduler_type": "linear"}}, ["training.lr_scheduler_type=constant"],
+     "override training.lr_scheduler_type=constant: 'training.warmup_steps' is 5"),
+    # a mistake in the file is the file's, whatever the command line adds
+    ({"training": {"max_steps": 0}}, ["training.seed=1"], "c.yaml: 'training.max_steps' must be at least 1"),
+])
+def test_a_mistake_is_blamed_where_it_was_made(tmp_path, file, overrides, blamed):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, file), overrides)
+    msg = str(e.value)
+    if blamed.startswith("override"):
+        assert msg.startswith(blamed) and str(tmp_path) not in msg, msg
+    else:
+        assert msg.startswith(str(tmp_path)) and blamed in msg, msg
+
+
+def test_a_number_written_as_on_the_command_line():
+    """YAML 1.1 reads 1e-5 as a string; it is the learning rate users write."""
+    assert load_config(None, ["training.learning_rate=2e-5"]).training.learning_rate == 2e-5
 
 
 def test_malformed_override():

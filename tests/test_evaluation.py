@@ -353,6 +353,45 @@ def test_standalone_command_errors(tmp_path, tiny_model, tiny_data, capsys, args
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("content,message", [
+    ("not json at all", "is not an evaluation summary (not JSON)"),
+    ('{"accuracy": 0.5}', "is not an evaluation summary (no total_samples, accuracy_ci95, format_accuracy, "
+                          "categories)"),
+    ("[1, 2]", "is not an evaluation summary (no total_samples"),
+])
+def test_compare_refuses_what_is_not_a_summary(tmp_path, capsys, content, message):
+    from step3_GRPO.evaluate import main
+
+    (tmp_path / "x.json").write_text(content)
+    assert main(["--compare", str(tmp_path / "x.json"), "--output-dir", str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: --compare: {tmp_path / 'x.json'} {message}") and "\n" not in err
+    assert not (tmp_path / "cmp").exists()  # nothing half-written
+
+
+def test_an_output_dir_that_is_a_file(tmp_path, tiny_model, tiny_data, capsys):
+    from step3_GRPO.evaluate import main
+
+    config = tiny_config(tmp_path, tiny_model, tiny_data)
+    (tmp_path / "taken").write_text("x")
+    assert main(["--config", str(config), "--model", "base", "--output-dir", str(tmp_path / "taken")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --output-dir: {tmp_path / 'taken'} is a file; choose a folder"
+
+
+def test_the_heldout_check_sees_one_file_spelled_two_ways(tmp_path, tiny_model, tiny_data, capsys, monkeypatch):
+    """The run recorded its data as ~/tiny.jsonl, the config says the absolute path: one file, so the run's
+    held-out ids are checked (and here they differ), never skipped."""
+    from step3_GRPO.evaluate import main
+
+    monkeypatch.setenv("HOME", str(tiny_data.parent))
+    config = tiny_config(tmp_path, tiny_model, tiny_data)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/heldout_ids.json").write_text(json.dumps({"data": f"~/{tiny_data.name}", "ids": [0, 1]}))
+    assert main(["--config", str(config), "--model", "base"]) == 2
+    out, err = capsys.readouterr()
+    assert "held-out split differs" in err and "evaluating on" not in out
+
+
 def test_standalone_command_rejects_another_heldout_split(tmp_path, tiny_model, tiny_data, capsys):
     from step3_GRPO.evaluate import main
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import yaml
 
 import train.rewards_math
 from step3_GRPO.train_trl import main
+from train.checkpoints import incomplete
+from train.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,25 +102,103 @@ def test_grader_timeouts_are_logged(tmp_path, tiny_model, tiny_data, monkeypatch
     assert logged and all(v > 0 for v in logged)
 
 
-def test_resume_continues_from_the_checkpoint(tmp_path, tiny_model, tiny_data, varied_reward):
+@pytest.fixture
+def steps_trained(monkeypatch) -> list[int]:
+    """The step numbers this process trains (one entry per micro-batch; resumed steps are not trained)."""
+    from train.trainer import R1GRPOTrainer
+
+    trained: list[int] = []
+    step = R1GRPOTrainer.training_step
+
+    def counted(self, *args, **kwargs):
+        trained.append(self.state.global_step + 1)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(R1GRPOTrainer, "training_step", counted)
+    return trained
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path, tiny_model, tiny_data, varied_reward, steps_trained):
     cfg = config(tmp_path, tiny_model, tiny_data, evaluation={"enabled": False})
     assert main(["--config", str(cfg)]) == 0
-    # the same command with more steps continues from checkpoint-2 instead of starting over
+    # the same command with more steps continues from checkpoint-2 instead of starting over: it trains 3-4 only
+    steps_trained.clear()
     assert main(["--config", str(cfg), "training.max_steps=4"]) == 0
+    assert sorted(set(steps_trained)) == [3, 4]
     state = json.loads((tmp_path / "out" / "final_model" / "trainer_state.json").read_text())
-    assert state["global_step"] == 4
     steps = [h["step"] for h in state["log_history"] if "loss" in h]
-    assert steps == [1, 2, 3, 4]  # steps 1-2 restored from the checkpoint's history, 3-4 trained now
+    assert state["global_step"] == 4 and steps == [1, 2, 3, 4]  # 1-2 restored from the checkpoint's history
+    # and it ends where a run that was never stopped ends: weights, optimizer, scheduler, RNG and data restored
+    (tmp_path / "straight").mkdir()
+    straight = config(tmp_path / "straight", tiny_model, tiny_data, evaluation={"enabled": False},
+                      training={"max_steps": 4})
+    assert main(["--config", str(straight)]) == 0
+    resumed, uninterrupted = weights(tmp_path / "out" / "final_model"), weights(tmp_path / "straight/out/final_model")
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
 
 
-def test_output_dir_holding_a_run_is_refused(tmp_path, tiny_model, tiny_data, varied_reward, capsys):
-    cfg = config(tmp_path, tiny_model, tiny_data, evaluation={"enabled": False})
-    assert main(["--config", str(cfg), "checkpointing.resume=never"]) == 0
+def test_a_checkpoint_cut_short_or_unloadable(tmp_path, tiny_model, tiny_data, varied_reward, steps_trained, capsys):
+    """A kill while checkpoint-4 was written: the same command continues from checkpoint-2 and says why. A
+    checkpoint complete on disk that does not load: one line naming it and the previous good one."""
+    cfg = config(tmp_path, tiny_model, tiny_data, evaluation={"enabled": False}, training={"max_steps": 4})
+    assert main(["--config", str(cfg)]) == 0
+    out = tmp_path / "out"
+    ck2, ck4 = out / "checkpoint-2", out / "checkpoint-4"
+    (ck4 / "trainer_state.json").unlink()
+    data = (ck4 / "model.safetensors").read_bytes()
+    (ck4 / "model.safetensors").write_bytes(data[: len(data) // 2])
     capsys.readouterr()
-    assert main(["--config", str(cfg), "checkpointing.resume=never"]) == 2
+    steps_trained.clear()
+    assert main(["--config", str(cfg)]) == 0
+    log = capsys.readouterr().out
+    assert f"{out}: skipping checkpoint-4: no trainer_state.json, the save was cut short" in log
+    assert f"resuming from {ck2}" in log and sorted(set(steps_trained)) == [3, 4]
+    assert incomplete(ck4) is None  # written again, whole
+
+    torch.save({"not": "this optimizer's state"}, ck4 / "optimizer.pt")  # complete on disk, wrong inside
+    assert main(["--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the model's loading bars: it failed in train()
+    assert err.startswith(f"error: checkpoint {ck4} cannot be loaded (")
+    assert err.endswith(f"continue from the previous complete one with checkpointing.resume={ck2}")
+
+
+def test_a_run_that_crashed_before_its_first_checkpoint_runs_again(tmp_path, tiny_model, tiny_data, varied_reward,
+                                                                  monkeypatch, capsys):
+    from train.trainer import R1GRPOTrainer
+
+    cfg = config(tmp_path, tiny_model, tiny_data, evaluation={"enabled": False})
+    with monkeypatch.context() as m:
+        m.setattr(R1GRPOTrainer, "train", lambda *a, **k: sys.exit("killed"))  # dies in its first step
+        with pytest.raises(SystemExit):
+            main(["--config", str(cfg)])
+    out = tmp_path / "out"
+    assert (out / "resolved_config.yaml").is_file() and not list(out.glob("checkpoint-*"))
+    capsys.readouterr()
+    assert main(["--config", str(cfg)]) == 0  # the same command: the same run, started over in its own folder
+    assert "no complete checkpoint of this run yet: starting over" in capsys.readouterr().out
+    assert (out / "checkpoint-2").is_dir()
+
+
+def test_overwrite_moves_another_run_aside(tmp_path, tiny_model, tiny_data, varied_reward, capsys):
+    """checkpointing.overwrite=true: the other run is moved aside whole (checkpoint rotation cannot delete it),
+    and the new run never resumes from its checkpoints."""
+    cfg = config(tmp_path, tiny_model, tiny_data, evaluation={"enabled": False}, checkpointing={"save_total_limit": 1})
+    assert main(["--config", str(cfg)]) == 0
+    out = tmp_path / "out"
+    first = weights(out / "checkpoint-2")
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "training.learning_rate=0.02"]) == 2
     err = capsys.readouterr().err
-    assert "holds another run" in err and "checkpointing.overwrite=true" in err
-    assert (tmp_path / "out" / "checkpoint-2").is_dir()  # nothing was deleted
+    assert "holds another run (training.learning_rate: 0.01 there, 0.02 here)" in err
+    assert main(["--config", str(cfg), "training.learning_rate=0.02", "checkpointing.overwrite=true"]) == 0
+    log = capsys.readouterr().out
+    (aside,) = tmp_path.glob("out.replaced-*")
+    assert f"moved the run that was in {out} to {aside}" in log and "resuming" not in log
+    kept = weights(aside / "checkpoint-2")
+    assert all(torch.equal(first[k], kept[k]) for k in first)  # the other run's checkpoint, untouched
+    assert yaml.safe_load((aside / "resolved_config.yaml").read_text())["training"]["learning_rate"] == 0.01
+    assert yaml.safe_load((out / "resolved_config.yaml").read_text())["training"]["learning_rate"] == 0.02
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
 
 
 # One row per bad input: (overrides or a file edit, text the one-line error must contain).
@@ -131,6 +212,12 @@ BAD_INPUTS = [
      "not a multiple of training.micro_batch_size=2"),  # batch not divisible
     (["checkpointing.resume=/no/ckpt"], "checkpointing.resume: /no/ckpt is not a checkpoint folder"),
     (["data.prompt_template=/no/template.txt"], "data.prompt_template: /no/template.txt not found"),
+    (["training.optim=adamw"], "override training.optim=adamw: 'training.optim' is 'adamw', which transformers"),
+    (["evaluation.max_samples=0"], "'evaluation.max_samples' must be at least 1"),  # once crashed after training
+    (["data.max_train_samples=0"], "'data.max_train_samples' must be at least 1, or null"),
+    (["training.output_dir=/proc/version/out"], "training.output_dir: /proc/version/out cannot be created: "
+                                                "/proc/version is a file"),
+    (["training.output_dir=/proc/version"], "training.output_dir: /proc/version is a file; choose a folder"),
 ]
 
 
@@ -147,6 +234,50 @@ def test_bad_input_exits_2_with_one_line(tmp_path, tiny_model, tiny_data, capsys
     err = capsys.readouterr().err.strip()
     assert message in err, err
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+
+
+def test_the_output_dir_holding_this_runs_checkpoints_with_resume_never(tmp_path, tiny_model, tiny_data, capsys):
+    cfg = config(tmp_path, tiny_model, tiny_data)
+    ckpt = tmp_path / "out" / "checkpoint-2"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text("{}")
+    assert main(["--config", str(cfg), "checkpointing.resume=never"]) == 2
+    err = capsys.readouterr().err
+    assert "holds this run's checkpoints and checkpointing.resume is never" in err
+    assert "checkpointing.overwrite=true to move it aside" in err and ckpt.is_dir()  # nothing was moved
+
+
+def test_a_read_only_output_dir_exits_2_with_nothing_written(tmp_path, tiny_model, tiny_data, capsys, monkeypatch):
+    import errno
+
+    import train.checkpoints
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(train.checkpoints.tempfile, "TemporaryFile", read_only)
+    cfg = config(tmp_path, tiny_model, tiny_data)
+    assert main(["--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: training.output_dir: {tmp_path / 'out'} cannot be created in {tmp_path} (Read-only file "
+                   "system); choose a folder you can write")
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_room_on_the_disk_exits_2_before_the_model_loads(tmp_path, tiny_model, tiny_data, capsys, monkeypatch):
+    import shutil
+
+    import train.checkpoints
+    import train.models
+
+    monkeypatch.setattr(train.models, "load_policy", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(train.checkpoints.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 0, 10**5))
+    cfg = config(tmp_path, tiny_model, tiny_data)
+    assert main(["--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: training.output_dir: {tmp_path / 'out'} has 0.1 MB free, but this run writes up to "
+                          "1 checkpoint(s) of ") and "\n" not in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_unknown_key_from_the_command_line_exits_2(tmp_path):
@@ -174,6 +305,24 @@ def test_launcher_passes_arguments_and_exit_status(tmp_path):
     assert r.returncode == 2 and "group_size' must be at least 2" in r.stderr
 
 
+@pytest.fixture
+def launcher(capsys, monkeypatch):
+    """launch_trl.sh's Python side in this process (launch_trl.sh only execs it): (exit status, stdout, stderr).
+    Only for launches that stop before they exec the trainer: a dry run or a refusal."""
+    from step3_GRPO.launch_plan import main as launch
+
+    monkeypatch.setenv("PYTHON", sys.executable)
+    monkeypatch.chdir(ROOT)
+
+    def run(*args: str):
+        capsys.readouterr()
+        rc = launch(list(args))
+        out, err = capsys.readouterr()
+        return rc, out, err.strip()
+
+    return run
+
+
 # (launcher arguments, the command it must build): one row per way users launch.
 LAUNCHES = [
     (["1", "training.seed=1"], ["train_trl.py", "training.seed=1"]),  # one GPU: plain python, no accelerate
@@ -195,58 +344,111 @@ LAUNCHES = [
 
 @pytest.mark.parametrize("args,expected", LAUNCHES, ids=["1gpu", "2gpu", "engine-config", "multi-node",
                                                          "multi-node-1gpu"])
-def test_launcher_builds_the_command(args, expected):
-    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args, "--dry-run"], capture_output=True, text=True, cwd=ROOT,
-                       env={**os.environ, "PYTHON": sys.executable})
-    assert r.returncode == 0, r.stderr
-    words = [w.rsplit("/", 1)[-1] if w.endswith(".py") else w for w in r.stdout.split()]
+def test_launcher_builds_the_command(args, expected, launcher):
+    rc, out, err = launcher(*args, "--dry-run")
+    assert rc == 0, err
+    words = [w.rsplit("/", 1)[-1] if w.endswith(".py") else w for w in out.split()]
     it = iter(words)
     assert all(any(w == e for w in it) for e in expected), words  # in this order
 
 
 @pytest.mark.parametrize("args,message", [
     (["2", "--num-machines", "2"], "needs --machine-rank and --main-process-ip"),  # half a multi-node command
-    (["1", "training.max_stesp=1"], "unknown key 'training.max_stesp'"),  # the config is checked first
+    (["1", "training.max_stesp=1"], "override training.max_stesp=1: unknown key 'training.max_stesp'"),
+    (["two"], "NUM_GPUS (the first argument) must be a number of GPUs, got 'two'"),  # not an override
+    (["2", "--num-gpus", "2"], "unrecognized arguments: --num-gpus (see ./launch_trl.sh --help)"),
+    (["1", "training.optim=adamw_bnb_8bit"], "'training.optim' adamw_bnb_8bit cannot be used here: You need to "
+                                             "install `bitsandbytes`"),  # checked before any process starts
+    (["1", "trl.learning_rate=1"], "'trl.learning_rate' is set by the project's own keys"),
     (["2", "--accelerate-config", "nope.yaml"], "accelerate config nope.yaml not found"),
     (["0"], "NUM_GPUS must be at least 1"),
     (["3"], "do not split over 3 GPUs"),  # the recipe's 256 rollouts, before any process starts
     (["4", "--num-machines", "2", "--machine-rank", "0", "--main-process-ip", "10.0.0.1",
       "vllm.tensor_parallel_size=3"], "does not divide the 8 training processes"),  # counted over all machines
-    (["4", "vllm.mode=server", "vllm.server_gpus=1"], "do not split over 3 GPUs"),  # 1 of 4 serves
+    (["4", "vllm.mode=server", "vllm.enable_sleep_mode=false", "vllm.server_gpus=1"],
+     "do not split over 3 GPUs"),  # 1 of 4 serves
+    (["4", "vllm.mode=server"], "'vllm.enable_sleep_mode' applies to colocate mode"),  # cannot reach the server
 ])
-def test_launcher_rejects_bad_launches(args, message):
-    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args, "--dry-run"], capture_output=True, text=True, cwd=ROOT,
+def test_launcher_rejects_bad_launches(args, message, launcher):
+    if "bitsandbytes" in message and __import__("importlib").util.find_spec("bitsandbytes"):
+        pytest.skip("bitsandbytes is installed here")
+    rc, _, err = launcher(*args, "--dry-run")
+    assert rc == 2 and message in err, err
+    assert err.startswith("error: ") and "\n" not in err
+
+
+def test_launcher_counts_the_gpus_present(tmp_path, launcher, monkeypatch):
+    """Not a dry run: nvidia-smi (here a stand-in listing two GPUs) says how many the machine has."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: a)'\necho 'GPU 1: NVIDIA H200 (UUID: b)'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    rc, _, err = launcher("4")
+    assert rc == 2 and err == "error: 4 GPUs requested but 2 present; run with 2"
+
+
+def test_a_server_that_dies_before_it_is_ready():
+    from step3_GRPO.launch_plan import Launch, serve_and_train
+
+    launch = Launch(train=[sys.executable, "-c", "raise SystemExit('never started')"],
+                    serve=[sys.executable, "-c", "raise SystemExit(1)"], port=free_port())
+    with pytest.raises(ConfigError, match=r"^the vLLM server exited before it was ready \(see its log above\)$"):
+        serve_and_train(launch, timeout=60)
+
+
+def test_the_shell_launcher_refuses_a_gpu_count_that_is_not_one():
+    """Through the shell script as users run it: the mistake is named as the GPU count, not as an override."""
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), "two"], capture_output=True, text=True, cwd=ROOT,
                        env={**os.environ, "PYTHON": sys.executable})
-    assert r.returncode == 2 and message in r.stderr
+    assert r.returncode == 2 and r.stderr.strip() == ("error: NUM_GPUS (the first argument) must be a number of "
+                                                      "GPUs, got 'two'; e.g. ./launch_trl.sh 2")
 
 
-def test_deepspeed_config_without_deepspeed_says_how_to_get_it():
+def test_server_mode_hands_the_vllm_settings_to_the_server(tmp_path, tiny_model):
+    """`trl vllm-serve` gets the config's memory share and the run's context length; a model folder and an output
+    folder with spaces stay one argument each (the commands are lists, never a line split by a shell)."""
+    from step3_GRPO.launch_plan import build, parse_args
+
+    model = tmp_path / "my models" / "tiny"
+    shutil.copytree(tiny_model, model)
+    out = tmp_path / "my runs" / "out"
+    args = parse_args(["3", "--dry-run", "vllm.mode=server", "vllm.enable_sleep_mode=false", "vllm.server_gpus=1",
+                       "vllm.gpu_memory_utilization=0.45", "vllm.server_port=8123", "training.prompts_per_step=4",
+                       f"model.name_or_path={model}", f"training.output_dir={out}", "data.max_prompt_tokens=300",
+                       "grpo.max_completion_length=700"])
+    launch = build(args, {"PYTHON": "py", "CUDA_VISIBLE_DEVICES": "4,5,6"})
+    assert launch.serve == ["env", "CUDA_VISIBLE_DEVICES=6", "py", "-m", "trl.cli.main", "vllm-serve", "--model",
+                            str(model), "--tensor_parallel_size", "1", "--port", "8123",
+                            "--gpu_memory_utilization", "0.45", "--max_model_len", "1000"]
+    assert launch.train[:2] == ["env", "CUDA_VISIBLE_DEVICES=4,5"] and f"training.output_dir={out}" in launch.train
+    assert launch.port == 8123
+
+
+def test_deepspeed_config_without_deepspeed_says_how_to_get_it(launcher):
     """Not a dry run, so the environment is checked too; this machine has no DeepSpeed (nor GPUs)."""
     import importlib.util
 
     if importlib.util.find_spec("deepspeed"):
         pytest.skip("DeepSpeed is installed here")
-    r = subprocess.run([str(ROOT / "launch_trl.sh"), "2", "--accelerate-config", "config/accelerate/zero3.yaml"],
-                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHON": sys.executable})
-    assert r.returncode == 2
-    assert r.stderr.strip() == ("error: config/accelerate/zero3.yaml runs DeepSpeed, which is not installed: "
-                                "pip install -e '.[deepspeed]'")
+    rc, _, err = launcher("2", "--accelerate-config", "config/accelerate/zero3.yaml")
+    assert rc == 2
+    assert err == "error: config/accelerate/zero3.yaml runs DeepSpeed, which is not installed: pip install -e " \
+                  "'.[deepspeed]'"
 
 
-def test_server_mode_needs_a_gpu_left_to_train(tiny_model):
-    args = ["2", "vllm.mode=server", "vllm.server_gpus=2", f"model.name_or_path={tiny_model}", "--dry-run"]
-    env = {**{k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}, "PYTHON": sys.executable}
-    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args], capture_output=True, text=True, cwd=ROOT, env=env)
-    assert r.returncode == 2 and "leaves none of the 2 GPUs to train on" in r.stderr
-    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args[:2], "vllm.server_gpus=1", *args[3:]], capture_output=True,
-                       text=True, cwd=ROOT, env=env)
-    serve, train = r.stdout.splitlines()  # the server on the last GPU, the trainer on the first
+def test_server_mode_needs_a_gpu_left_to_train(tiny_model, launcher, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    args = ["2", "vllm.mode=server", "vllm.server_gpus=2", f"model.name_or_path={tiny_model}", "--dry-run",
+            "vllm.enable_sleep_mode=false"]
+    rc, _, err = launcher(*args)
+    assert rc == 2 and "leaves none of the 2 GPUs to train on" in err
+    rc, out, _ = launcher(*args[:2], "vllm.server_gpus=1", *args[3:])
+    serve, train = out.splitlines()  # the server on the last GPU, the trainer on the first
     assert serve.startswith("env CUDA_VISIBLE_DEVICES=1 ") and "vllm-serve --model" in serve and serve.endswith("&")
     assert train.startswith("env CUDA_VISIBLE_DEVICES=0 ") and "train_trl.py" in train
-    r = subprocess.run([str(ROOT / "launch_trl.sh"), *args[:2], "vllm.server_gpus=1", *args[3:], "--num-machines", "2",
-                        "--machine-rank", "0", "--main-process-ip", "10.0.0.1"], capture_output=True, text=True,
-                       cwd=ROOT, env=env)
-    assert r.returncode == 2 and "serves from this node only; use vllm.mode=colocate on several nodes" in r.stderr
+    rc, _, err = launcher(*args[:2], "vllm.server_gpus=1", *args[3:], "--num-machines", "2", "--machine-rank", "0",
+                          "--main-process-ip", "10.0.0.1")
+    assert rc == 2 and "serves from this node only; use vllm.mode=colocate on several nodes" in err
 
 
 @pytest.mark.parametrize("name", ["ddp", "fsdp2", "zero2", "zero3"])
@@ -256,14 +458,16 @@ def test_accelerate_configs_parse(name):
 
 
 def test_two_processes_train_the_same_global_batch(tmp_path, tiny_model, tiny_data):
-    """N processes (torchrun, gloo on CPU) split each step's rollouts; rank 0 alone writes and evaluates; a time
-    limit stops both ranks at the same step (rank 0's clock decides), then the run saves and evaluates."""
+    """`./launch_trl.sh 2` on a machine without GPUs: two CPU processes form one group (gloo) and split each step's
+    rollouts (the count of processes comes from the trainer's own group, and a launch whose processes each train
+    alone stops with exit 2); rank 0 alone writes and evaluates; a time limit stops both ranks at the same step
+    (rank 0's clock decides), then the run saves and evaluates."""
     cfg = config(tmp_path, tiny_model, tiny_data, training={"max_minutes": 1e-6})
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                        str(ROOT / "step3_GRPO/train_trl.py"), "--config", str(cfg)],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    r = subprocess.run([str(ROOT / "launch_trl.sh"), "2", "--config", str(cfg)], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=600, env={**os.environ, "PYTHON": sys.executable,
+                                                       "MAIN_PROCESS_PORT": str(free_port())})
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "rollouts_per_step=8, per_device_rollouts=4" in r.stdout and "on 2 process(es)" in r.stdout
+    assert "rollouts_per_step=8, per_device_rollouts=4" in r.stdout and "on 2 process(es) in one group" in r.stdout
     assert r.stdout.count("[grpo] saved") == 1 and r.stdout.count("[eval] wrote") == 1  # rank 0 only
     out = tmp_path / "out"
     assert json.loads((out / "final_model" / "trainer_state.json").read_text())["global_step"] == 1
@@ -354,13 +558,16 @@ if [[ "$*" == *trl.cli.main* ]]; then echo "$CUDA_VISIBLE_DEVICES $*" > {tmp_pat
 exec {sys.executable} "$@"
 """)
     fake.chmod(0o755)
-    cfg = config(tmp_path, tiny_model, tiny_data, vllm={"use_vllm": True, "mode": "server", "server_port": port},
+    cfg = config(tmp_path, tiny_model, tiny_data, vllm={"use_vllm": True, "mode": "server", "server_port": port,
+                                                        "enable_sleep_mode": False, "gpu_memory_utilization": 0.6},
                  evaluation={"enabled": False})
     r = subprocess.run([str(ROOT / "launch_trl.sh"), "2", "--config", str(cfg)], capture_output=True, text=True,
                        env={**os.environ, "PYTHON": str(fake), "CUDA_VISIBLE_DEVICES": "6,7"}, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     device, *args = (tmp_path / "server_args").read_text().split()
     assert device == "7" and args[args.index("--model") + 1] == str(tiny_model)  # the last GPU serves
+    assert args[args.index("--gpu_memory_utilization") + 1] == "0.6" and args[args.index("--max_model_len") + 1] == \
+        str(400 + 12)  # data.max_prompt_tokens + grpo.max_completion_length, as in colocate mode
     assert "/health" in (tmp_path / "requests").read_text()
     assert (tmp_path / "out" / "final_model" / "trainer_state.json").is_file()
     with socket.socket() as s:  # the server was stopped with the launcher

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -47,7 +48,7 @@ class DataConfig:
     source_column: str | None = "source"  # per-source breakdown in the evaluation; null = none
     prompt_template: str = "config/prompts/r1_zero.prompt"  # text file with a {question} placeholder
     max_prompt_tokens: int = 512  # longer prompts are dropped (and counted), never truncated
-    max_train_samples: int | None = None  # cap on training rows after the held-out split; null = all
+    max_train_samples: int | None = None  # cap on training rows after the held-out split (>= 1); null = all
     eval_holdout: int = 5000  # rows carved from the data for the final evaluation, never trained on
 
 
@@ -59,22 +60,22 @@ class TrainingConfig:
     prompts_per_step: int = 32  # x group_size = rollouts per step (32 x 8 = 256, the reference recipe)
     micro_batch_size: int = 8  # rollouts per GPU per forward/backward; gradient accumulation covers the rest
     learning_rate: float = 1.0e-5
-    lr_scheduler_type: str = "constant"
-    warmup_steps: int = 0
+    lr_scheduler_type: str = "constant"  # a transformers scheduler name (constant_with_warmup, cosine, linear, ...)
+    warmup_steps: int = 0  # linear warmup from 0; needs a scheduler with warmup (not `constant`)
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95  # as in the reference recipe (CS336 GRPO)
-    max_grad_norm: float = 1.0
-    optim: str = "adamw_torch_fused"  # fused AdamW: one kernel for all parameters
+    max_grad_norm: float = 1.0  # gradient clipping; 0 = none
+    optim: str = "adamw_torch_fused"  # a transformers optimizer name; fused AdamW: one kernel for all parameters
     gradient_checkpointing: bool = True  # trades ~30% compute for activation memory; off when memory allows
-    seed: int = 42
+    seed: int = 42  # 0 to 2**32 - 1 (numpy's range)
 
 
 @dataclass
 class GRPOSection:
     group_size: int = 8  # completions per prompt (TRL num_generations)
-    temperature: float = 1.0
-    top_p: float = 1.0
+    temperature: float = 1.0  # > 0: GRPO needs sampled, different completions in a group
+    top_p: float = 1.0  # in (0, 1]
     max_completion_length: int = 1024
     # TRL changes these defaults between versions; written out so an upgrade cannot change the algorithm.
     loss_type: str = "grpo"  # per-sequence mean of token losses, as the reference recipe
@@ -89,9 +90,12 @@ class GRPOSection:
 class VLLMConfig:
     use_vllm: bool = True
     mode: str = "colocate"  # colocate: vLLM shares the training GPUs; server: vLLM serves from GPUs of its own
-    gpu_memory_utilization: float = 0.3  # share of each GPU's memory for vLLM's weights + KV cache
-    enable_sleep_mode: bool = True  # offload vLLM weights and KV cache during the policy update
-    tensor_parallel_size: int = 1
+    # share of each GPU's memory for vLLM's weights + KV cache (server mode: of the server's GPUs)
+    gpu_memory_utilization: float = 0.3
+    # colocate: offload vLLM weights and KV cache during the policy update; must be false in server mode,
+    # where the server keeps GPUs of its own (`trl vllm-serve` has no sleep mode)
+    enable_sleep_mode: bool = True
+    tensor_parallel_size: int = 1  # colocate: GPUs per vLLM engine (server mode: vllm.server_gpus instead)
     server_gpus: int = 1  # server mode: the launcher gives the last N GPUs to `trl vllm-serve`, the rest train
     server_port: int = 8000  # server mode: where the launcher's vLLM server listens (localhost)
 
@@ -100,23 +104,28 @@ class VLLMConfig:
 class EvaluationConfig:
     enabled: bool = True  # final evaluation after training (rank 0)
     max_samples: int | None = None  # cap on held-out problems; null = the whole held-out split
-    temperature: float = 1.0  # CS336 protocol: sample at T=1, top_p=1, 1024 tokens
+    temperature: float = 1.0  # CS336 protocol: sample at T=1, top_p=1, 1024 tokens; 0 = greedy (needs n = 1)
     top_p: float = 1.0
     max_tokens: int = 1024
     n: int = 1  # samples per problem; >1 adds pass@k and mean@k
     batch_size: int = 64  # prompts per transformers generate() call (CPU path)
     use_vllm: bool = True  # vLLM when installed and a GPU is present, transformers otherwise
     gpu_memory_utilization: float = 0.85  # vLLM share for the final evaluation (trainer memory is freed)
-    every_steps: int = 0  # periodic evaluation during training; 0 = off
+    every_steps: int = 0  # periodic evaluation during training (needs data.eval_holdout > 0); 0 = off
     periodic_samples: int = 200  # held-out problems used by the periodic evaluation
 
 
 @dataclass
 class CheckpointingConfig:
     save_steps: int = 50
+    # checkpoints kept (>= 1); the run refuses to start when the disk cannot hold them
     save_total_limit: int = 3
-    resume: str = "auto"  # auto: continue from the last checkpoint in output_dir; never; or a checkpoint path
-    overwrite: bool = False  # allow writing into an output_dir that holds another run (nothing is deleted)
+    # auto: continue from the newest complete checkpoint of this run in output_dir (a run with another model,
+    # data or hyper-parameters there is refused); never: start over; or a checkpoint folder to continue from
+    resume: str = "auto"
+    # an output_dir holding another run (or this one, with resume: never): move that run aside to
+    # <output_dir>.replaced-<time>/ and start over; nothing is deleted
+    overwrite: bool = False
 
 
 @dataclass
@@ -138,8 +147,9 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     checkpointing: CheckpointingConfig = field(default_factory=CheckpointingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    # Any other field of TRL's GRPOConfig, passed through as given (e.g. save_only_model: true); checked against
-    # GRPOConfig's fields before training, and refused for a field that a section above already sets.
+    # Any other field of TRL's GRPOConfig, passed through as given (e.g. save_only_model: true, checkpoints of the
+    # weights alone, which the disk check counts; lr_scheduler_kwargs for schedulers that take arguments); checked
+    # against GRPOConfig's fields before training, and refused for a field that a section above already sets.
     trl: dict = field(default_factory=dict)
 
 
@@ -153,10 +163,26 @@ CHOICES = {
 
 
 # ----------------------------------------------------------------------------------------------- loading
+class Origin:
+    """Where a key's value came from, for the error message: the command-line override that set it, or the file.
+
+    >>> where = Origin("c.yaml", {"training.max_steps": "training.max_steps=0"})
+    >>> where("training.max_steps"), where("grpo.beta")
+    ('override training.max_steps=0', 'c.yaml')
+    """
+
+    def __init__(self, file: str, overrides: dict[str, str] | None = None):
+        self.file, self.overrides = file, overrides or {}
+
+    def __call__(self, *keys: str) -> str:
+        return next((f"override {self.overrides[k]}" for k in keys if k in self.overrides), self.file)
+
+
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Config:
-    """Read `path` (None = all defaults), apply `key.sub=value` overrides, type-check and cross-check."""
+    """Read `path` (None = all defaults), apply `key.sub=value` overrides, type-check and cross-check. A mistake
+    in an override is reported against the override, one in the file against the file."""
     raw: dict = {}
-    where = str(path) if path else "<defaults>"
+    file = str(path) if path else "<defaults>"
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -169,6 +195,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
             raise ConfigError(f"{p}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections (model:, data:, ...)")
+    given: dict[str, str] = {}
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
@@ -180,36 +207,38 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
             parsed = value
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
-            raise ConfigError(f"{where}: section '{section}' must be a mapping")
+            raise ConfigError(f"{file}: section '{section}' must be a mapping")
         raw[section][name] = parsed
+        given[key] = item
+    where = Origin(file, given)
     cfg = _build(Config, raw, "", where)
     check(cfg, where)
     return cfg
 
 
-def _build(cls, raw: dict, prefix: str, where: str):
+def _build(cls, raw: dict, prefix: str, where: Origin):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key in raw:
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(fields)})"
-            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{hint}")
+            raise ConfigError(f"{where(f'{prefix}{key}')}: unknown key '{prefix}{key}'{hint}")
     kwargs = {}
     for name, value in raw.items():
         tp = hints[name]
         if tp is dict:
             if not isinstance(value, dict | None):
-                raise ConfigError(f"{where}: '{prefix}{name}' must be a section (a mapping of keys)")
+                raise ConfigError(f"{where(prefix + name)}: '{prefix}{name}' must be a section (a mapping of keys)")
             kwargs[name] = dict(value or {})
         elif dataclasses.is_dataclass(tp):
             if value is None:
                 value = {}
             if not isinstance(value, dict):
-                raise ConfigError(f"{where}: '{prefix}{name}' must be a section (a mapping of keys)")
+                raise ConfigError(f"{where(prefix + name)}: '{prefix}{name}' must be a section (a mapping of keys)")
             kwargs[name] = _build(tp, value, f"{prefix}{name}.", where)
         else:
-            kwargs[name] = _coerce(value, tp, f"{prefix}{name}", where)
+            kwargs[name] = _coerce(value, tp, f"{prefix}{name}", where(prefix + name))
     return cls(**kwargs)
 
 
@@ -223,6 +252,11 @@ def _coerce(value, tp, key: str, where: str):
         if optional:
             return None
         raise ConfigError(f"{where}: '{key}' must not be empty (expected {_tname(base)})")
+    if base is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-5 (no dot) as a string; Python reads it as the number it is
+            value = float(value)
+        except ValueError:
+            pass
     ok = (
         (base is bool and isinstance(value, bool))
         or (base is int and isinstance(value, int) and not isinstance(value, bool))
@@ -231,6 +265,8 @@ def _coerce(value, tp, key: str, where: str):
     )
     if not ok:
         raise ConfigError(f"{where}: '{key}' must be {_tname(base)}, got {value!r} ({type(value).__name__})")
+    if base is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: '{key}' must be a finite number, got {value!r}")
     return float(value) if base is float else value
 
 
@@ -238,53 +274,154 @@ def _tname(tp) -> str:
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
 
 
-# ------------------------------------------------------------------------------------------ cross checks
-def check(cfg: Config, where: str = "<config>") -> None:
+# ------------------------------------------------------------------------------------------ value checks
+def _at_least(low):
+    return lambda v: v >= low, f"at least {low}"
+
+
+def _optional(test_what, null: str):
+    test, what = test_what
+    return lambda v: v is None or test(v), f"{what}, or null ({null})"
+
+
+_SHARE = (lambda v: 0.0 < v < 1.0, "between 0 and 1")
+_TOP_P = (lambda v: 0.0 < v <= 1.0, "in (0, 1]")
+_POSITIVE = (lambda v: v > 0, "positive")
+
+# key -> (valid?, what a valid value is): the range of every numeric key, checked before anything is loaded
+RANGES = {
+    "data.max_prompt_tokens": _at_least(1),
+    "data.max_train_samples": _optional(_at_least(1), "every row not held out"),
+    "data.eval_holdout": _at_least(0),
+    "training.max_steps": _at_least(1),
+    "training.max_minutes": _optional(_POSITIVE, "no time limit"),
+    "training.prompts_per_step": _at_least(1),
+    "training.micro_batch_size": _at_least(1),
+    "training.learning_rate": _POSITIVE,
+    "training.warmup_steps": _at_least(0),
+    "training.weight_decay": _at_least(0),
+    "training.adam_beta1": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    "training.adam_beta2": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    "training.max_grad_norm": (lambda v: v >= 0, "at least 0 (0 = no clipping)"),
+    "training.seed": (lambda v: 0 <= v < 2**32, "in 0 .. 2**32 - 1"),
+    "grpo.group_size": (lambda v: v >= 2, "at least 2 (advantages compare completions of the same prompt)"),
+    "grpo.temperature": (lambda v: v > 0, "positive (the completions of a group must differ)"),
+    "grpo.top_p": _TOP_P,
+    "grpo.max_completion_length": _at_least(1),
+    "grpo.beta": _at_least(0),
+    "grpo.epsilon": _POSITIVE,
+    "grpo.num_iterations": _at_least(1),
+    "vllm.gpu_memory_utilization": _SHARE,
+    "vllm.tensor_parallel_size": _at_least(1),
+    "vllm.server_gpus": _at_least(1),
+    "vllm.server_port": (lambda v: 1 <= v <= 65535, "a port, 1 .. 65535"),
+    "evaluation.max_samples": _optional(_at_least(1), "the whole held-out split"),
+    "evaluation.temperature": (lambda v: v >= 0, "at least 0 (0 = greedy)"),
+    "evaluation.top_p": _TOP_P,
+    "evaluation.max_tokens": _at_least(1),
+    "evaluation.n": _at_least(1),
+    "evaluation.batch_size": _at_least(1),
+    "evaluation.gpu_memory_utilization": _SHARE,
+    "evaluation.every_steps": (lambda v: v >= 0, "at least 0 (0 = off)"),
+    "evaluation.periodic_samples": _at_least(1),
+    "checkpointing.save_steps": _at_least(1),
+    "checkpointing.save_total_limit": _at_least(1),
+    "logging.logging_steps": _at_least(1),
+}
+
+# Schedulers that take no warmup: transformers ignores warmup_steps with them
+NO_WARMUP = {"constant": "constant_with_warmup", "reduce_lr_on_plateau": None, "greedy": None}
+
+
+def value(cfg: Config, key: str):
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def check(cfg: Config, where: Origin | str = "<config>") -> None:
     """Value and cross-field checks that need no model, data or GPU."""
+    where = Origin(where) if isinstance(where, str) else where
     if cfg.model.dtype == "float16":
-        raise ConfigError(f"{where}: 'model.dtype' float16 cannot be trained (fp16 weights under a gradient "
-                          "scaler fail at the first optimizer step); use float32 (bf16 autocast on GPU) or bfloat16")
+        raise ConfigError(f"{where('model.dtype')}: 'model.dtype' float16 cannot be trained (fp16 weights under a "
+                          "gradient scaler fail at the first optimizer step); use float32 (bf16 autocast on GPU) or "
+                          "bfloat16")
     for key, allowed in CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value not in allowed:
-            raise ConfigError(f"{where}: '{key}' is {value!r}; choose one of {', '.join(allowed)}")
-    positive = {
-        "training.max_steps": cfg.training.max_steps,
-        "training.prompts_per_step": cfg.training.prompts_per_step,
-        "training.micro_batch_size": cfg.training.micro_batch_size,
-        "grpo.max_completion_length": cfg.grpo.max_completion_length,
-        "grpo.num_iterations": cfg.grpo.num_iterations,
-        "data.max_prompt_tokens": cfg.data.max_prompt_tokens,
-        "evaluation.max_tokens": cfg.evaluation.max_tokens,
-        "evaluation.n": cfg.evaluation.n,
-        "evaluation.batch_size": cfg.evaluation.batch_size,
-        "checkpointing.save_steps": cfg.checkpointing.save_steps,
-        "logging.logging_steps": cfg.logging.logging_steps,
-        "vllm.tensor_parallel_size": cfg.vllm.tensor_parallel_size,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{where}: '{key}' must be at least 1, got {value}")
-    if cfg.grpo.group_size < 2:
-        raise ConfigError(f"{where}: 'grpo.group_size' must be at least 2 (advantages compare completions "
-                          f"of the same prompt), got {cfg.grpo.group_size}")
-    if cfg.training.max_minutes is not None and cfg.training.max_minutes <= 0:
-        raise ConfigError(f"{where}: 'training.max_minutes' must be positive or null, got {cfg.training.max_minutes}")
-    if cfg.training.learning_rate <= 0:
-        raise ConfigError(f"{where}: 'training.learning_rate' must be positive, got {cfg.training.learning_rate}")
-    for key in ("vllm.gpu_memory_utilization", "evaluation.gpu_memory_utilization"):
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if not 0.0 < value < 1.0:
-            raise ConfigError(f"{where}: '{key}' must be between 0 and 1, got {value}")
-    if cfg.data.eval_holdout < 0 or cfg.evaluation.every_steps < 0:
-        raise ConfigError(f"{where}: 'data.eval_holdout' and 'evaluation.every_steps' must be >= 0")
-    if cfg.evaluation.enabled and cfg.data.eval_holdout == 0:
-        raise ConfigError(f"{where}: 'evaluation.enabled' needs held-out rows: set data.eval_holdout > 0 "
-                          "or evaluation.enabled=false")
-    if cfg.vllm.server_gpus < 1:
-        raise ConfigError(f"{where}: 'vllm.server_gpus' must be at least 1, got {cfg.vllm.server_gpus}")
+        if value(cfg, key) not in allowed:
+            raise ConfigError(f"{where(key)}: '{key}' is {value(cfg, key)!r}; choose one of {', '.join(allowed)}")
+    for key, (valid, what) in RANGES.items():
+        if not valid(value(cfg, key)):
+            raise ConfigError(f"{where(key)}: '{key}' must be {what}, got {value(cfg, key)!r}")
+    t, ev, v = cfg.training, cfg.evaluation, cfg.vllm
+    if t.warmup_steps and t.lr_scheduler_type in NO_WARMUP:
+        instead = NO_WARMUP[t.lr_scheduler_type]
+        fix = f"use training.lr_scheduler_type={instead}" if instead else "pick a scheduler with warmup"
+        raise ConfigError(f"{where('training.warmup_steps', 'training.lr_scheduler_type')}: "
+                          f"'training.warmup_steps' is {t.warmup_steps} but the '{t.lr_scheduler_type}' scheduler has "
+                          f"no warmup (transformers would ignore it): {fix}, or set warmup_steps=0")
+    for key in ("evaluation.enabled", "evaluation.every_steps"):
+        if value(cfg, key) and cfg.data.eval_holdout == 0:
+            raise ConfigError(f"{where(key, 'data.eval_holdout')}: '{key}' needs held-out rows: set "
+                              f"data.eval_holdout > 0, or {key}={'false' if key.endswith('enabled') else 0}")
+    if ev.n > 1 and ev.temperature == 0:
+        raise ConfigError(f"{where('evaluation.n', 'evaluation.temperature')}: 'evaluation.n' is {ev.n} with "
+                          "evaluation.temperature=0: greedy decoding gives the same answer n times; set n=1 or a "
+                          "temperature > 0")
+    check_optimizer_and_scheduler(cfg, where)
+    if v.use_vllm and v.mode == "server":
+        if v.enable_sleep_mode:
+            raise ConfigError(f"{where('vllm.enable_sleep_mode', 'vllm.mode')}: 'vllm.enable_sleep_mode' applies "
+                              "to colocate mode (vLLM sharing the training GPUs); the vLLM server keeps GPUs of its "
+                              "own: set vllm.enable_sleep_mode=false")
+        if v.tensor_parallel_size != 1:
+            raise ConfigError(f"{where('vllm.tensor_parallel_size', 'vllm.mode')}: 'vllm.tensor_parallel_size' "
+                              "applies to colocate mode; the vLLM server spans vllm.server_gpus GPUs: set "
+                              f"vllm.server_gpus={v.tensor_parallel_size} and vllm.tensor_parallel_size=1")
+
+
+def check_optimizer_and_scheduler(cfg: Config, where: Origin) -> None:
+    """training.optim and training.lr_scheduler_type must be names transformers knows, usable here (an optimizer's
+    package installed, a scheduler's arguments given through trl.lr_scheduler_kwargs), and a scheduler that
+    steps on an evaluation metric needs the periodic evaluation."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import Trainer, get_scheduler
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    t = cfg.training
+    for key, names in (("training.optim", OptimizerNames), ("training.lr_scheduler_type", SchedulerType)):
+        known = [n.value for n in names]
+        if value(cfg, key) not in known:
+            close = [n for n in known if n.startswith(value(cfg, key))] or difflib.get_close_matches(
+                value(cfg, key), known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(known)}"
+            raise ConfigError(f"{where(key)}: '{key}' is {value(cfg, key)!r}, which transformers does not know "
+                              f"({hint})")
+    args = SimpleNamespace(**{"optim_args": None, "adam_epsilon": 1e-8, "optim_target_modules": None, **cfg.trl,
+                              "optim": t.optim, "learning_rate": t.learning_rate, "adam_beta1": t.adam_beta1,
+                              "adam_beta2": t.adam_beta2, "weight_decay": t.weight_decay})
+    try:
+        Trainer.get_optimizer_cls_and_kwargs(args)
+    except (ImportError, ValueError) as e:  # a package the optimizer needs is missing
+        raise ConfigError(f"{where('training.optim')}: 'training.optim' {t.optim} cannot be used here: "
+                          f"{_first_line(e)}") from None
+    except AttributeError:  # GaLore, APOLLO, LOMO read the model itself: the trainer checks them when it builds them
+        pass
+    if t.lr_scheduler_type in ("reduce_lr_on_plateau", "greedy") and cfg.evaluation.every_steps == 0:
+        raise ConfigError(f"{where('training.lr_scheduler_type')}: the '{t.lr_scheduler_type}' scheduler steps on "
+                          "the periodic evaluation's loss: set evaluation.every_steps > 0, or pick another scheduler")
+    dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    try:  # built once on a stand-in optimizer: a missing scheduler argument fails here, not after the model loads
+        get_scheduler(t.lr_scheduler_type, dummy, num_warmup_steps=t.warmup_steps, num_training_steps=t.max_steps,
+                      scheduler_specific_kwargs=dict(cfg.trl.get("lr_scheduler_kwargs") or {}))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where('training.lr_scheduler_type')}: the '{t.lr_scheduler_type}' scheduler cannot "
+                          f"be built: {_first_line(e)} (scheduler arguments go in trl.lr_scheduler_kwargs)") from None
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 @dataclass(frozen=True)

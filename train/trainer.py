@@ -6,9 +6,14 @@ that text, not with an EOS token. TRL 1.16 calls every completion whose last tok
 out of the loss. Here a completion is truncated only when it has neither an EOS token nor the stop string, that is
 when `max_completion_length` cut it: TRL's termination metrics are recomputed on that rule, and the mask of
 length-cut completions is applied on it (TRL's own mask is kept off).
+
+A checkpoint that fails to load when training resumes raises `CheckpointLoadError` naming it, so that the
+entrypoint can say so in one line and point to the previous one.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 from trl import GRPOTrainer
@@ -16,7 +21,43 @@ from trl import GRPOTrainer
 from train.protocol import STOP
 
 
-class R1GRPOTrainer(GRPOTrainer):
+class CheckpointLoadError(Exception):
+    """A checkpoint that looked complete on disk but failed to load into the trainer."""
+
+    def __init__(self, path: str, cause: Exception):
+        super().__init__(f"{path}: {cause}")
+        self.path = path
+        self.reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+
+@contextmanager
+def _naming(checkpoint: str | None):
+    try:
+        yield
+    except Exception as e:
+        if checkpoint is None:  # not resuming: nothing to blame on a checkpoint
+            raise
+        raise CheckpointLoadError(checkpoint, e) from e
+
+
+class _NamedCheckpointLoads:
+    """transformers' loading of a checkpoint's weights, optimizer and RNG state, with a failure naming the checkpoint
+    (the entrypoint then points to the previous one), instead of a traceback from deep inside `train()`."""
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        with _naming(resume_from_checkpoint):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        with _naming(checkpoint):
+            return super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _load_rng_state(self, checkpoint):
+        with _naming(checkpoint):
+            return super()._load_rng_state(checkpoint)
+
+
+class R1GRPOTrainer(_NamedCheckpointLoads, GRPOTrainer):
     def __init__(self, *args, mask_truncated_completions: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         if self.mask_truncated_completions:
