@@ -82,7 +82,7 @@ else
        --num_machines "$MACHINES" --main_process_port "$PORT")
   [[ "$MACHINES" -gt 1 ]] && CMD+=(--machine_rank "$RANK" --main_process_ip "$IP")
   # DDP without a config: say so, since accelerate infers it only from >1 GPU on this node, and on nodes of one
-  # GPU each would start every node as a lone single-process run (seen in session 4's multi-node rehearsal)
+  # GPU each would start every node as a lone single-process run
   if [[ -n "$ACCEL_CONFIG" ]]; then CMD+=(--config_file "$ACCEL_CONFIG"); else CMD+=(--multi_gpu); fi
   CMD+=("$TRAIN")
 fi

