@@ -16,8 +16,8 @@ the device's during each step (driver-sampled, vLLM included), every GPU's over 
 engine start and the vLLM server included; this script's own CUDA context adds ~0.5 GiB on the first GPU) and
 each rank's torch peak (`max_memory_allocated`: the trainer, plus colocated vLLM's weights and KV cache, which
 allocate in the same process and stay counted while vLLM sleeps). Also per GPU over the run (`gpu_state`): the SM
-clock while busy, peak power and temperature, so that a slow run on a throttled card shows as such (session 5's
-1-GPU baseline differed by 23% between two runs on one host).
+clock while busy, peak power and temperature, so that a slow run on a throttled card shows as such (two runs of
+the 1-GPU baseline on one host can differ by 23% at the same clock: docs/benchmarks.md).
 The floor, per GPU: generation reads the weights and the KV cache once per decode step, so it needs at least
 decode_steps x bytes / copy bandwidth; the update needs ~8 x params x tokens FLOPs (forward for the old
 log-probs, forward + backward) / matmul rate. Both rates are measured on the card first.
@@ -162,7 +162,7 @@ def build_assets(work: Path, tokenizer_dir: Path, size: str) -> tuple[Path, Path
                         "each step of the reasoning carefully and check the result twice.",
              "solution": f"The answer is \\boxed{{{(i + 10) * (i + 11) // 2}}}.", "source": "synthetic"}
             for i in range(8192)]  # 5000 held out for the evaluation benchmark, the rest to train on
-    if not data.is_file():  # lanes of a GPU session share the folder: write once, atomically
+    if not data.is_file():  # runs started side by side share the folder: write once, atomically
         tmp = data.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         tmp.rename(data)
@@ -332,7 +332,7 @@ def worker(config: str, config_overrides: list[str], result: str, length: int) -
     trl.GRPOTrainer.__init__ = init_with_timer
 
     def skip_weights(self, output_dir=None, _internal_call=False):
-        # a benchmark's trained random weights are worth nothing; 3-6 GB per variant filled the GPU machine's disk
+        # a benchmark's trained random weights are worth nothing, and 3-6 GB per variant fill a disk
         Path(output_dir).mkdir(parents=True, exist_ok=True)
 
     trl.GRPOTrainer.save_model = skip_weights

@@ -244,7 +244,7 @@ def run(config_path: str, overrides: list[str]) -> int:
 
     from train.data import build_splits, load_rows, to_trl_dataset, write_heldout_ids
     from train.models import check_model_source, eos_token_ids, has_gpu, load_policy, load_tokenizer, materialize
-    from train.tracking import setup_wandb_env
+    from train.tracking import setup_wandb_env, sync_command
 
     check_model_source(cfg.model)
     out = Path(cfg.training.output_dir).expanduser()
@@ -341,9 +341,13 @@ def run(config_path: str, overrides: list[str]) -> int:
         del trainer.vllm_generation
     del trainer, model
     free_memory()
-    if rank != 0 or not cfg.evaluation.enabled:
-        return 0
-    return final_evaluation(cfg, config_path, overrides, final_dir, splits.heldout, heldout_file, log_history)
+    rc = 0
+    if rank == 0 and cfg.evaluation.enabled:
+        rc = final_evaluation(cfg, config_path, overrides, final_dir, splits.heldout, heldout_file, log_history)
+    sync = sync_command(cfg.logging, os.environ.get("WANDB_DIR", out))
+    if sync:  # wandb's own hint is silenced (WANDB_SILENT), so say it once at the end
+        log(f"wandb recorded this run offline; upload it with: {sync}")
+    return rc
 
 
 def final_evaluation(cfg, config_path, overrides, final_dir, heldout, heldout_file, log_history) -> int:

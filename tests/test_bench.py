@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,3 +123,66 @@ def test_data_stage_benchmark_second_process_reads_the_cache(tmp_path, tiny_mode
     assert first["stats"]["rows"] == 3000 and 0 < first["stats"]["dropped_no_gold"] < 150
     assert first["stats"]["dropped_long_prompt"] > 0  # the long problems meet the prompt filter
     assert 0 < second["peak_rss_GiB"] < 2 and second["wall_s"] > 0
+
+
+def run_suite(tmp_path, suite: str, gpus: int, job_rc: int = 3):
+    """bench/offline/gpu_suite.sh on a fake machine: `nvidia-smi -L` lists `gpus` GPUs and every python3 command
+    (each job) is recorded and exits with `job_rc`."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "nvidia-smi").write_text("#!/bin/sh\n" + "".join(f"echo 'GPU {i}: fake'\n" for i in range(gpus)))
+    (fake / "python3").write_text(f'#!/bin/sh\necho "$CUDA_VISIBLE_DEVICES $*" >> "{tmp_path}/calls"\nexit {job_rc}\n')
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "RES": str(tmp_path / "res"),
+           "WORK": str(tmp_path / "work")}
+    r = subprocess.run(["bash", str(ROOT / "bench/offline/gpu_suite.sh"), suite], capture_output=True, text=True,
+                       env=env, timeout=120)
+    calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
+    progress = (tmp_path / "res/progress").read_text() if (tmp_path / "res/progress").exists() else ""
+    return r, calls, progress
+
+
+def test_gpu_suite_reports_each_jobs_own_exit_status(tmp_path):
+    r, calls, progress = run_suite(tmp_path, "eval", gpus=1, job_rc=3)
+    ends = re.findall(r"end (\S+) rc=(\d+)", progress)
+    assert [name for name, _ in ends] == ["prepare_1.5B", "eval_random"]
+    assert all(rc == "3" for _, rc in ends), progress  # the job's status, not that of the `date` beside it
+    assert (tmp_path / "res/DONE").exists() and r.returncode == 0
+
+
+# (suite, GPUs on the machine) -> commands the suite must run, and ones it must not
+SUITES = [
+    # on 2 GPUs: the baseline on each GPU, every engine on both, the rehearsed two machines; nothing on 4
+    ("scaling", 2, ["0 bench/grpo_step.py", "1 bench/grpo_step.py",
+                    "--gpus 2 --variants sleep_ckpt_off --accelerate-config config/accelerate/zero3.yaml",
+                    "--gpus 2 --variants server", "--gpus 2 --nodes 2"], ["--gpus 4"]),
+    # on 4 GPUs the engines run on all four too
+    ("scaling", 4, ["0,1,2,3 bench/grpo_step.py", "--gpus 4 --variants sleep_ckpt_off --accelerate-config "
+                    "config/accelerate/fsdp2.yaml", "--gpus 4 --variants server"], []),
+    # the 7B runs that need 4 GPUs are left out on 2
+    ("largest", 2, ["--model 7B --batch global --variants ours --steps 2 --accelerate-config "
+                    "config/accelerate/zero3.yaml"], ["--gpus 4"]),
+    ("step-time", 1, ["--variants ours,sleep_off,ckpt_off,sleep_ckpt_off,trl_default", "--variants no_vllm",
+                      "--shape B2 --steps 3 --variants ours"], ["--gpus 2"]),
+]
+
+
+@pytest.mark.parametrize("suite,gpus,runs,never", SUITES, ids=[f"{s}-{g}gpu" for s, g, _, _ in SUITES])
+def test_gpu_suite_runs_its_tables_commands(tmp_path, suite, gpus, runs, never):
+    r, calls, _ = run_suite(tmp_path, suite, gpus)
+    assert r.returncode == 0, r.stderr
+    for part in runs:
+        assert any(part in c for c in calls), (part, calls)
+    for part in never:
+        assert not any(part in c for c in calls), (part, calls)
+    assert all("-- vllm.gpu_memory_utilization=0.17" in c for c in calls if "--prepare" not in c)
+
+
+@pytest.mark.parametrize("suite,gpus,message", [
+    ("nope", 2, "usage: bash bench/offline/gpu_suite.sh SUITE, one of: step-time scaling largest eval"),
+    ("scaling", 1, "suite scaling needs 2 GPUs, this machine has 1"),
+])
+def test_gpu_suite_refuses_what_it_cannot_run(tmp_path, suite, gpus, message):
+    r, calls, _ = run_suite(tmp_path, suite, gpus)
+    assert r.returncode == 2 and r.stderr.strip().endswith(message) and not calls

@@ -49,12 +49,24 @@ def test_every_schema_key_is_written_in_the_default_yaml():
         assert set(raw[section.name]) == keys, section.name
 
 
-def test_every_schema_key_is_documented_in_the_readme():
-    readme = (ROOT / "README.md").read_text()
-    assert "`trl.`" in readme  # the pass-through section
-    for section in SECTIONS:
-        for f in dataclasses.fields(getattr(Config(), section.name)):
-            assert f"`{section.name}.{f.name}`" in readme, f"{section.name}.{f.name} missing from README"
+def test_configuration_reference_is_generated_from_the_schema():
+    """docs/configuration.md is what tools/config_reference.py makes of train/config.py, so the two cannot drift:
+    after a schema change, run `python tools/config_reference.py`."""
+    from tools.config_reference import REFERENCE, render
+
+    assert REFERENCE.read_text() == render(), "docs/configuration.md is stale: run python tools/config_reference.py"
+
+
+def test_every_schema_key_is_described_in_the_reference():
+    """Each key gets a row with its meaning (a field without a comment would document nothing), and the trl:
+    pass-through its own section."""
+    from tools.config_reference import render
+
+    rows = {m[1]: m[2] for m in re.finditer(r"^\| `([a-z_]+\.[a-z_0-9]+)` \|.*\| (.*) \|$", render(), re.M)}
+    keys = {f"{s.name}.{f.name}" for s in SECTIONS for f in dataclasses.fields(getattr(Config(), s.name))}
+    assert set(rows) == keys
+    assert all(len(meaning) > 10 for meaning in rows.values()), [k for k, m in rows.items() if len(m) <= 10]
+    assert re.search(r"^## trl\n\nAny other field of TRL's GRPOConfig", render(), re.M)
 
 
 def test_overrides_are_typed_by_yaml():

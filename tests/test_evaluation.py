@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import yaml
 from train.config import load_config
 from train.data import Example
 from train.evaluation import evaluate, score
-from train.reporting import format_report, plot_by_source, plot_training_curves
+from train.reporting import curve_panels, format_report, plot_by_source, plot_training_curves
 from train.summary import CATEGORIES, pass_at_k, summarize, wilson_interval
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -131,6 +132,19 @@ def is_png(path: Path) -> bool:
         return False
     width, height = struct.unpack(">II", data[16:24])  # IHDR
     return len(data) > 1000 and width > 100 and height > 100
+
+
+def test_each_curve_panel_says_in_words_what_it_shows():
+    panels = dict(curve_panels(LOG_HISTORY))
+    # the reward is the answer reward (format weight 0): one line, and the format rate in a panel of its own
+    assert panels["answered correctly (share; the reward)"] == ["reward"]
+    assert panels["in the </think> <answer> format (share)"] == ["rewards/format_reward/mean"]
+    assert panels["cut by the length limit (share)"] == ["completions/clipped_ratio"]
+    assert panels["held-out: answered correctly (share)"] == ["eval_reward"]
+    drawn = [name for names in panels.values() for name in names]
+    assert len(drawn) == len(set(drawn))  # no measure drawn twice
+    for title in panels:
+        assert not re.search(r"\w[/_]\w", title), f"{title!r} names a metric key, not what it shows"
 
 
 def test_plots_written(tmp_path):

@@ -31,65 +31,90 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = "Qwen/Qwen2.5-Math-1.5B"  # Hub id or local folder
-    gguf_file: str | None = None  # a .gguf inside name_or_path: converted once to a regular folder
-    # Weights and optimizer state in float32, compute in bf16 autocast on GPU (TRL's mixed precision): with pure
-    # bfloat16 weights an AdamW step of lr 1e-5 is below half a bf16 ulp of most weights and is rounded away.
+    """The policy model: where its weights come from and in what precision they are trained."""
+
+    name_or_path: str = "Qwen/Qwen2.5-Math-1.5B"  # Hub id or local model folder
+    # a .gguf file inside name_or_path: converted once into cache_dir/models/, so that vLLM and the trainer load
+    # the same regular folder
+    gguf_file: str | None = None
+    # Weights and optimizer state in float32, compute in bf16 autocast on GPU (TRL's mixed precision; generation
+    # serves bf16 either way): with pure bfloat16 weights an AdamW step of lr 1e-5 is below half a bf16 ulp of most
+    # weights and is rounded away. float16 is refused: fp16 weights fail at the first optimizer step.
     dtype: str = "float32"
     cache_dir: str = "~/.cache/grpo-math"  # where converted models and downloaded assets are kept
 
 
 @dataclass
 class DataConfig:
+    """The problems: where they come from, which columns hold what, the prompt, the held-out split."""
+
     path: str = "AI-MO/NuminaMath-CoT"  # Hub dataset id, or a local .jsonl/.json/.parquet file
     split: str = "train"  # Hub split to read (ignored for local files)
-    problem_column: str = "problem"
-    solution_column: str = "solution"  # gold = last \boxed{} (or text after '####', GSM8K)
-    source_column: str | None = "source"  # per-source breakdown in the evaluation; null = none
+    problem_column: str = "problem"  # column with the question
+    # column with the solution: the gold answer is its last \boxed{} (or the text after '####', GSM8K style); rows
+    # without one are dropped and counted
+    solution_column: str = "solution"
+    source_column: str | None = "source"  # column for the evaluation's per-source breakdown; null = none
     prompt_template: str = "config/prompts/r1_zero.prompt"  # text file with a {question} placeholder
-    max_prompt_tokens: int = 512  # longer prompts are dropped (and counted), never truncated
+    max_prompt_tokens: int = 512  # longer training prompts are dropped (and counted), never truncated
     max_train_samples: int | None = None  # cap on training rows after the held-out split (>= 1); null = all
-    eval_holdout: int = 5000  # rows carved from the data for the final evaluation, never trained on
+    # rows set aside, seeded, for the final evaluation and never trained on (NuminaMath-CoT's own test split has
+    # only 100)
+    eval_holdout: int = 5000
 
 
 @dataclass
 class TrainingConfig:
-    output_dir: str = "outputs/grpo-qwen2.5-math-1.5b"
-    max_steps: int = 200  # optimizer steps; one step = one batch of rollouts (on-policy)
+    """The optimisation: how long, how large a batch, the optimizer."""
+
+    output_dir: str = "outputs/grpo-qwen2.5-math-1.5b"  # where checkpoints, the final model and the evaluation go
+    max_steps: int = 200  # optimizer steps; one step = one fresh batch of rollouts (on-policy)
     max_minutes: float | None = None  # stop after this much training time, then save and evaluate; null = no limit
-    prompts_per_step: int = 32  # x group_size = rollouts per step (32 x 8 = 256, the reference recipe)
+    prompts_per_step: int = 32  # x grpo.group_size = rollouts per step (32 x 8 = 256, the reference recipe)
     micro_batch_size: int = 8  # rollouts per GPU per forward/backward; gradient accumulation covers the rest
-    learning_rate: float = 1.0e-5
-    lr_scheduler_type: str = "constant"  # a transformers scheduler name (constant_with_warmup, cosine, linear, ...)
-    warmup_steps: int = 0  # linear warmup from 0; needs a scheduler with warmup (not `constant`)
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.95  # as in the reference recipe (CS336 GRPO)
-    max_grad_norm: float = 1.0  # gradient clipping; 0 = none
-    optim: str = "adamw_torch_fused"  # a transformers optimizer name; fused AdamW: one kernel for all parameters
-    gradient_checkpointing: bool = True  # trades ~30% compute for activation memory; off when memory allows
-    seed: int = 42  # 0 to 2**32 - 1 (numpy's range)
+    learning_rate: float = 1.0e-5  # AdamW's learning rate
+    lr_scheduler_type: str = "constant"  # any transformers scheduler name (constant_with_warmup, cosine, linear, ...)
+    # learning-rate warm-up steps (linear from 0); needs a scheduler that has one (not `constant`)
+    warmup_steps: int = 0
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    adam_beta1: float = 0.9  # AdamW's first-moment decay
+    adam_beta2: float = 0.95  # AdamW's second-moment decay, as in the reference recipe (CS336 GRPO)
+    max_grad_norm: float = 1.0  # gradient clipping: a larger global gradient norm is scaled down to this; 0 = none
+    optim: str = "adamw_torch_fused"  # any transformers optimizer name; fused AdamW: one kernel for all parameters
+    # recompute activations in the backward pass: less memory, ~30% longer steps; off where memory allows
+    # (docs/benchmarks.md)
+    gradient_checkpointing: bool = True
+    seed: int = 42  # seeds the held-out split, the data order, sampling and initialisation (0 to 2**32 - 1)
 
 
 @dataclass
 class GRPOSection:
+    """The GRPO algorithm. TRL changes some of these defaults between versions; they are written out so that an
+    upgrade cannot change the algorithm."""
+
     group_size: int = 8  # completions per prompt (TRL num_generations)
-    temperature: float = 1.0  # > 0: GRPO needs sampled, different completions in a group
-    top_p: float = 1.0  # in (0, 1]
-    max_completion_length: int = 1024
-    # TRL changes these defaults between versions; written out so an upgrade cannot change the algorithm.
-    loss_type: str = "grpo"  # per-sequence mean of token losses, as the reference recipe
-    scale_rewards: str = "group"  # divide advantages by the group's reward std (reference: std normalisation)
-    beta: float = 0.0  # no KL penalty, no reference model (as the reference recipe)
+    temperature: float = 1.0  # sampling temperature of the rollouts; > 0: a group needs different completions
+    top_p: float = 1.0  # nucleus sampling of the rollouts, in (0, 1]
+    max_completion_length: int = 1024  # tokens per completion; generation also stops at `</answer>`
+    # how token losses are aggregated; grpo: per-sequence mean, as the reference recipe (TRL's default is dapo)
+    loss_type: str = "grpo"
+    # divide advantages by the reward std of the group (as the reference recipe), of the batch, or none
+    scale_rewards: str = "group"
+    beta: float = 0.0  # KL coefficient; 0 = no KL penalty and no reference model (as the reference recipe)
     epsilon: float = 0.2  # PPO clip range; on-policy with num_iterations 1 the ratio is 1
     num_iterations: int = 1  # policy updates per batch of rollouts (1 = on-policy)
+    # leave completions that max_completion_length cut out of the loss (a stop at `</answer>` is not a cut)
     mask_truncated_completions: bool = False
 
 
 @dataclass
 class VLLMConfig:
-    use_vllm: bool = True
-    mode: str = "colocate"  # colocate: vLLM shares the training GPUs; server: vLLM serves from GPUs of its own
+    """Rollout generation with vLLM (on GPU; on a CPU transformers generates)."""
+
+    use_vllm: bool = True  # generate rollouts with vLLM where a GPU is present
+    # colocate: vLLM runs inside each training process and shares its GPU; server: the launcher starts
+    # `trl vllm-serve` on GPUs of its own and trains on the rest
+    mode: str = "colocate"
     # share of each GPU's memory for vLLM's weights + KV cache (server mode: of the server's GPUs)
     gpu_memory_utilization: float = 0.3
     # colocate: offload vLLM weights and KV cache during the policy update; must be false in server mode,
@@ -102,23 +127,28 @@ class VLLMConfig:
 
 @dataclass
 class EvaluationConfig:
+    """The held-out evaluation after training (and, optionally, a periodic one during training)."""
+
     enabled: bool = True  # final evaluation after training (rank 0)
     max_samples: int | None = None  # cap on held-out problems; null = the whole held-out split
     temperature: float = 1.0  # CS336 protocol: sample at T=1, top_p=1, 1024 tokens; 0 = greedy (needs n = 1)
-    top_p: float = 1.0
-    max_tokens: int = 1024
+    top_p: float = 1.0  # nucleus sampling
+    max_tokens: int = 1024  # tokens per answer; generation also stops at `</answer>`
     n: int = 1  # samples per problem; >1 adds pass@k and mean@k
     batch_size: int = 64  # prompts per transformers generate() call (CPU path)
     use_vllm: bool = True  # vLLM when installed and a GPU is present, transformers otherwise
     gpu_memory_utilization: float = 0.85  # vLLM share for the final evaluation (trainer memory is freed)
-    every_steps: int = 0  # periodic evaluation during training (needs data.eval_holdout > 0); 0 = off
+    every_steps: int = 0  # also evaluate during training every N steps (needs data.eval_holdout > 0); 0 = off
     periodic_samples: int = 200  # held-out problems used by the periodic evaluation
 
 
 @dataclass
 class CheckpointingConfig:
-    save_steps: int = 50
-    # checkpoints kept (>= 1); the run refuses to start when the disk cannot hold them
+    """Resumable checkpoints. Each holds the float32 weights and AdamW's state, 12 bytes per parameter (18 GB for
+    1.5B parameters); transformers also writes one at the last step."""
+
+    save_steps: int = 50  # save a resumable checkpoint every N steps
+    # checkpoints kept (>= 1; older ones are deleted); the run refuses to start when the disk cannot hold them
     save_total_limit: int = 3
     # auto: continue from the newest complete checkpoint of this run in output_dir (a run with another model,
     # data or hyper-parameters there is refused); never: start over; or a checkpoint folder to continue from
@@ -130,10 +160,14 @@ class CheckpointingConfig:
 
 @dataclass
 class LoggingConfig:
-    wandb: str = "auto"  # auto: online if WANDB_API_KEY is set, else offline; online; offline; off
-    project: str = "grpo-math"
-    run_name: str | None = None
-    logging_steps: int = 1
+    """Metrics and experiment tracking."""
+
+    # auto: online if WANDB_API_KEY is set, else offline (training then ends with the `wandb sync` command that
+    # uploads it)
+    wandb: str = "auto"
+    project: str = "grpo-math"  # wandb project
+    run_name: str | None = None  # wandb run name; null = wandb's own
+    logging_steps: int = 1  # log metrics every N steps
     log_completions: bool = False  # print a table of sample completions at each logging step
 
 
@@ -147,9 +181,10 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     checkpointing: CheckpointingConfig = field(default_factory=CheckpointingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    # Any other field of TRL's GRPOConfig, passed through as given (e.g. save_only_model: true, checkpoints of the
-    # weights alone, which the disk check counts; lr_scheduler_kwargs for schedulers that take arguments); checked
-    # against GRPOConfig's fields before training, and refused for a field that a section above already sets.
+    # Any other field of TRL's GRPOConfig, passed through as given, in the YAML or as trl.key=value (e.g.
+    # save_only_model: true, checkpoints of the weights alone, which the disk check counts; lr_scheduler_kwargs for
+    # schedulers that take arguments); checked against GRPOConfig's fields before any model is loaded (an unknown
+    # name stops the run with one line), and refused for a field that a section above already sets.
     trl: dict = field(default_factory=dict)
 
 

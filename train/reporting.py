@@ -137,25 +137,25 @@ def compare(named: list[tuple[str, dict]], png: Path | None = None) -> str:
 
 
 CURVES = [
-    ("reward", ["reward"], ["rewards/"]),
-    ("completion length (tokens)", ["completions/mean_length", "completions/mean_terminated_length"], []),
-    # TRL counts a completion as clipped when it has no EOS token: a stop at </answer> counts too
-    ("no EOS (clipped_ratio; </answer> stops count)", ["completions/clipped_ratio"], []),
-    ("KL to reference", ["kl"], []),
-    ("entropy", ["entropy"], []),
+    # reward_weights [1, 0]: the reward is the answer reward (1 for a correct answer in the format), so its mean
+    # is the share answered correctly; the format reward's mean is the format rate, logged but not trained on
+    ("answered correctly (share; the reward)", ["reward"], []),
+    ("in the </think> <answer> format (share)", [], ["rewards/format_reward"]),
+    ("completion length (tokens; all, finished)", ["completions/mean_length", "completions/mean_terminated_length"],
+     []),
+    # a completion is finished at EOS or at the </answer> stop (R1GRPOTrainer); the rest were cut at the limit
+    ("cut by the length limit (share)", ["completions/clipped_ratio"], []),
+    ("KL divergence from the reference model", ["kl"], []),
+    ("policy entropy (nats per token)", ["entropy"], []),
     ("loss", ["loss"], []),
-    ("grad norm", ["grad_norm"], []),
+    ("gradient norm before clipping", ["grad_norm"], []),
     ("learning rate", ["learning_rate"], []),
-    ("held-out reward (periodic eval)", ["eval_reward"], ["eval_rewards/"]),
+    ("held-out: answered correctly (share)", ["eval_reward"], []),
 ]
 
 
-def plot_training_curves(log_history: list[dict], path: Path) -> bool:
-    """The run's curves from the trainer's `log_history`; False (nothing written) when none are logged.
-
-    TRL's reward components (`rewards/<func>/mean`) share the reward panel: the format reward's mean is
-    the format rate.
-    """
+def curve_panels(log_history: list[dict]) -> list[tuple[str, list[str]]]:
+    """The panels that the log has values for: (title, the logged keys drawn in it), in CURVES' order."""
     panels = []
     for title, keys, prefixes in CURVES:
         names = sorted({k for entry in log_history for k in entry
@@ -163,6 +163,12 @@ def plot_training_curves(log_history: list[dict], path: Path) -> bool:
                         and isinstance(entry[k], int | float)}, key=lambda k: (k not in keys, k))
         if names:
             panels.append((title, names))
+    return panels
+
+
+def plot_training_curves(log_history: list[dict], path: Path) -> bool:
+    """The run's curves from the trainer's `log_history`; False (nothing written) when none are logged."""
+    panels = curve_panels(log_history)
     if not panels:
         return False
     import matplotlib
@@ -180,7 +186,7 @@ def plot_training_curves(log_history: list[dict], path: Path) -> bool:
             xs, ys = [e.get("step", i) for i, e in logged], [e[name] for _, e in logged]
             ax.plot(xs, ys, marker="." if len(xs) < 30 else None, label=name)
             std = name.replace("/mean", "/std") if name.endswith("/mean") else f"{name}_std"
-            if name == "reward" and any(std in e for e in log_history):
+            if name == "reward" and any(std in e for e in log_history):  # the spread over the step's rollouts
                 sd = [e.get(std, 0.0) for _, e in logged]
                 ax.fill_between(xs, [y - d for y, d in zip(ys, sd, strict=True)],
                                 [y + d for y, d in zip(ys, sd, strict=True)], alpha=0.15)
@@ -188,7 +194,7 @@ def plot_training_curves(log_history: list[dict], path: Path) -> bool:
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        if len(names) > 1 or title == "reward":
+        if len(names) > 1:
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")

