@@ -303,10 +303,7 @@ def build_splits(cfg: Config, rows: datasets.Dataset, tokenizer=None) -> Splits:
         if len(train_ids) == 0:
             raise ConfigError(f"no training rows left after filtering ({stats}): every training prompt is longer "
                               f"than data.max_prompt_tokens={d.max_prompt_tokens}; raise it")
-    if d.max_train_samples is not None:
-        if d.max_train_samples < 1:
-            raise ConfigError(f"data.max_train_samples={d.max_train_samples} leaves nothing to train on; set it to "
-                              "at least 1, or null for every row")
+    if d.max_train_samples is not None:  # >= 1: load_config refuses less
         train_ids = train_ids[: d.max_train_samples]
     texts = rows.select_columns([d.problem_column, d.solution_column])
     texts = texts.rename_columns({c: n for c, n in ((d.problem_column, "problem"), (d.solution_column, "solution"))
