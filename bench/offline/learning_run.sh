@@ -23,7 +23,7 @@ say() { echo "$(date +%T) $*" | tee -a "$R/logs/progress.txt"; }
 # evaluate NAME MODEL [args]: one evaluation into $R/NAME, on a small share of the GPU so that several run at once
 evaluate() {
   local name=$1 model=$2; shift 2
-  VLLM_CACHE_ROOT="/tmp/vllm-$name" python3 step3_GRPO/evaluate.py --config "$CFG" --model "$model" \
+  VLLM_USE_FLASHINFER_SAMPLER=0 VLLM_CACHE_ROOT="/tmp/vllm-$name" python3 step3_GRPO/evaluate.py --config "$CFG" --model "$model" \
     --output-dir "$R/$name" "${EXTRA[@]}" "$@" evaluation.gpu_memory_utilization=0.15 > "$R/logs/$name.log" 2>&1
   local rc=$?
   say "eval $name rc=$rc $(python3 bench/offline/learning_summary.py --line "$R/$name" 2>/dev/null)"
