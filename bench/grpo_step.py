@@ -175,7 +175,7 @@ def build_assets(work: Path, tokenizer_dir: Path, size: str) -> tuple[Path, Path
 
 def overrides(model_dir: Path, data: Path, out: Path, steps: int, prompts: int, group: int, length: int) -> list[str]:
     return [f"model.name_or_path={model_dir}", f"data.path={data}", "data.source_column=source",
-            "data.eval_holdout=64", f"training.output_dir={out}", f"training.max_steps={steps}",
+            "data.eval_holdout=64", f"checkpointing.output_dir={out}", f"training.max_steps={steps}",
             f"training.prompts_per_step={prompts}", f"grpo.group_size={group}", f"grpo.max_completion_length={length}",
             "checkpointing.save_steps=100000", "checkpointing.resume=never", "checkpointing.overwrite=true",
             "evaluation.enabled=false", "logging.wandb=off"]

@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None):
     ap.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file (default: %(default)s)")
     ap.add_argument("--model", default=None,
                     help="model folder or checkpoint; 'base' = the config's model.name_or_path "
-                         "(default: <training.output_dir>/final_model)")
+                         "(default: <checkpointing.output_dir>/final_model)")
     ap.add_argument("--output-dir", default=None, help="where results go (default: <model>/eval)")
     ap.add_argument("--data", default=None, metavar="FILE",
                     help="evaluate every row of this .jsonl/.json/.parquet file (a transfer set) instead of the "
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args) -> dict:
     # 1. config and model path: user mistakes end here, before data or weights are read
     cfg = load_config(resolve_path(args.config), args.overrides)
-    run_dir = Path(cfg.training.output_dir).expanduser()
+    run_dir = Path(cfg.checkpointing.output_dir).expanduser()
     base = args.model == "base"
     if base:
         from train.models import check_model_source, materialize

@@ -59,7 +59,7 @@ def log(msg: str) -> None:
 
 # --------------------------------------------------------------------------------------------- output dir
 def same_checkpoint_everywhere(resume_from: str | None) -> None:
-    """Every process must resume from the same checkpoint. Machines that do not share training.output_dir
+    """Every process must resume from the same checkpoint. Machines that do not share checkpointing.output_dir
     would otherwise start from different states: rank 0 from its last checkpoint, the others afresh."""
     import torch.distributed as dist
 
@@ -70,7 +70,7 @@ def same_checkpoint_everywhere(resume_from: str | None) -> None:
     if len(set(seen)) > 1:
         found = ", ".join(f"rank {r}: {s or 'none'}" for r, s in enumerate(seen))
         raise ConfigError(f"the processes found different checkpoints to resume from ({found}); on several "
-                          "machines, put training.output_dir on a filesystem they all share")
+                          "machines, put checkpointing.output_dir on a filesystem they all share")
 
 
 def claim_output_dir(out: Path, output: OutputPlan) -> None:
@@ -137,7 +137,7 @@ def grpo_kwargs(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int) -> d
     # bf16 autocast on GPU as TRL does by default (also over float32 weights); plain float32 on CPU
     bf16 = on_gpu
     return dict(
-        output_dir=str(Path(t.output_dir).expanduser()),
+        output_dir=str(Path(cfg.checkpointing.output_dir).expanduser()),
         max_steps=t.max_steps,
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler_type,
@@ -247,7 +247,7 @@ def run(config_path: str, overrides: list[str]) -> int:
     from train.tracking import setup_wandb_env, sync_command
 
     check_model_source(cfg.model)
-    out = Path(cfg.training.output_dir).expanduser()
+    out = Path(cfg.checkpointing.output_dir).expanduser()
     on_gpu = has_gpu()
     if cfg.vllm.use_vllm and on_gpu:
         import importlib.util

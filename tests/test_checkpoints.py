@@ -72,7 +72,7 @@ def test_the_newest_complete_checkpoint_is_chosen_and_the_skipped_one_named(tmp_
 
 
 def cfg_for(tmp_path: Path, *overrides: str):
-    return load_config(None, [f"training.output_dir={tmp_path / 'out'}", "data.path=x.jsonl", *overrides])
+    return load_config(None, [f"checkpointing.output_dir={tmp_path / 'out'}", "data.path=x.jsonl", *overrides])
 
 
 def this_run(tmp_path: Path, *overrides: str) -> Path:

@@ -90,6 +90,9 @@ BAD = [
     # a mistyped key names the key and suggests the right one
     ({"training": {"learnig_rate": 1e-5}},
      r"unknown key 'training.learnig_rate'.*did you mean 'training.learning_rate'"),
+    # the output folder lives where the original recipe documents it; the older spelling points there
+    ({"training": {"output_dir": "out"}},
+     r"unknown key 'training.output_dir' \(did you mean 'checkpointing.output_dir'\? the key lives there\)"),
     # an unknown section
     ({"trainer": {}}, r"unknown key 'trainer'"),
     # wrong type: a string where an int is expected

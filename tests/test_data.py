@@ -322,7 +322,7 @@ def test_bad_data_file_exits_2_and_writes_nothing(tmp_path, tiny_model, capsys):
 
     data = write(tmp_path / "d.jsonl", GOOD + GOOD.splitlines()[0][:25])
     out = tmp_path / "out"
-    assert main([f"model.name_or_path={tiny_model}", f"data.path={data}", f"training.output_dir={out}",
+    assert main([f"model.name_or_path={tiny_model}", f"data.path={data}", f"checkpointing.output_dir={out}",
                  "logging.wandb=off"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: data.path: {data} line 6, the last, is cut off (Unterminated string starting at): " \

@@ -187,7 +187,8 @@ def tiny_config(tmp_path: Path, tiny_model: Path, tiny_data: Path, **extra) -> P
     data = {
         "model": {"name_or_path": str(tiny_model)},
         "data": {"path": str(tiny_data), "eval_holdout": 6},
-        "training": {"output_dir": str(tmp_path / "run"), "seed": 0},
+        "training": {"seed": 0},
+        "checkpointing": {"output_dir": str(tmp_path / "run")},
         "vllm": {"use_vllm": False},
         "evaluation": {"max_tokens": 16, "batch_size": 6, "use_vllm": False},
         "logging": {"wandb": "off"},

@@ -27,13 +27,12 @@ def config(tmp_path: Path, tiny_model: Path, tiny_data: Path, **sections) -> Pat
     cfg = {
         "model": {"name_or_path": str(tiny_model)},
         "data": {"path": str(tiny_data), "eval_holdout": 6, "max_prompt_tokens": 400},
-        "training": {"output_dir": str(tmp_path / "out"), "max_steps": 2, "prompts_per_step": 2,
-                     "micro_batch_size": 4, "optim": "adamw_torch", "gradient_checkpointing": False,
-                     "learning_rate": 1e-2},
+        "training": {"max_steps": 2, "prompts_per_step": 2, "micro_batch_size": 4, "optim": "adamw_torch",
+                     "gradient_checkpointing": False, "learning_rate": 1e-2},
         "grpo": {"group_size": 4, "max_completion_length": 12},
         "vllm": {"use_vllm": False},
         "evaluation": {"max_tokens": 12, "batch_size": 6, "use_vllm": False},
-        "checkpointing": {"save_steps": 2},
+        "checkpointing": {"output_dir": str(tmp_path / "out"), "save_steps": 2},
         "logging": {"wandb": "off"},
     }
     for section, values in sections.items():
@@ -215,9 +214,9 @@ BAD_INPUTS = [
     (["training.optim=adamw"], "override training.optim=adamw: 'training.optim' is 'adamw', which transformers"),
     (["evaluation.max_samples=0"], "'evaluation.max_samples' must be at least 1"),  # once crashed after training
     (["data.max_train_samples=0"], "'data.max_train_samples' must be at least 1, or null"),
-    (["training.output_dir=/proc/version/out"], "training.output_dir: /proc/version/out cannot be created: "
+    (["checkpointing.output_dir=/proc/version/out"], "checkpointing.output_dir: /proc/version/out cannot be created: "
                                                 "/proc/version is a file"),
-    (["training.output_dir=/proc/version"], "training.output_dir: /proc/version is a file; choose a folder"),
+    (["checkpointing.output_dir=/proc/version"], "checkpointing.output_dir: /proc/version is a file; choose a folder"),
 ]
 
 
@@ -259,8 +258,8 @@ def test_a_read_only_output_dir_exits_2_with_nothing_written(tmp_path, tiny_mode
     cfg = config(tmp_path, tiny_model, tiny_data)
     assert main(["--config", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"error: training.output_dir: {tmp_path / 'out'} cannot be created in {tmp_path} (Read-only file "
-                   "system); choose a folder you can write")
+    assert err == (f"error: checkpointing.output_dir: {tmp_path / 'out'} cannot be created in {tmp_path} "
+                   "(Read-only file system); choose a folder you can write")
     assert not (tmp_path / "out").exists()
 
 
@@ -275,8 +274,8 @@ def test_no_room_on_the_disk_exits_2_before_the_model_loads(tmp_path, tiny_model
     cfg = config(tmp_path, tiny_model, tiny_data)
     assert main(["--config", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: training.output_dir: {tmp_path / 'out'} has 0.1 MB free, but this run writes up to "
-                          "1 checkpoint(s) of ") and "\n" not in err
+    assert err.startswith(f"error: checkpointing.output_dir: {tmp_path / 'out'} has 0.1 MB free, but this run "
+                          "writes up to 1 checkpoint(s) of ") and "\n" not in err
     assert not (tmp_path / "out").exists()
 
 
@@ -414,13 +413,13 @@ def test_server_mode_hands_the_vllm_settings_to_the_server(tmp_path, tiny_model)
     out = tmp_path / "my runs" / "out"
     args = parse_args(["3", "--dry-run", "vllm.mode=server", "vllm.enable_sleep_mode=false", "vllm.server_gpus=1",
                        "vllm.gpu_memory_utilization=0.45", "vllm.server_port=8123", "training.prompts_per_step=4",
-                       f"model.name_or_path={model}", f"training.output_dir={out}", "data.max_prompt_tokens=300",
+                       f"model.name_or_path={model}", f"checkpointing.output_dir={out}", "data.max_prompt_tokens=300",
                        "grpo.max_completion_length=700"])
     launch = build(args, {"PYTHON": "py", "CUDA_VISIBLE_DEVICES": "4,5,6"})
     assert launch.serve == ["env", "CUDA_VISIBLE_DEVICES=6", "py", "-m", "trl.cli.main", "vllm-serve", "--model",
                             str(model), "--tensor_parallel_size", "1", "--port", "8123",
                             "--gpu_memory_utilization", "0.45", "--max_model_len", "1000"]
-    assert launch.train[:2] == ["env", "CUDA_VISIBLE_DEVICES=4,5"] and f"training.output_dir={out}" in launch.train
+    assert launch.train[:2] == ["env", "CUDA_VISIBLE_DEVICES=4,5"] and f"checkpointing.output_dir={out}" in launch.train
     assert launch.port == 8123
 
 
@@ -510,7 +509,7 @@ def test_machines_that_see_different_checkpoints_are_refused(tmp_path, tiny_mode
     ckpt = tmp_path / "out" / "checkpoint-2"
     ckpt.mkdir(parents=True)
     (ckpt / "trainer_state.json").write_text("{}")
-    results = two_machines(tmp_path, cfg, ([], [f"training.output_dir={tmp_path / 'elsewhere'}"]))
+    results = two_machines(tmp_path, cfg, ([], [f"checkpointing.output_dir={tmp_path / 'elsewhere'}"]))
     for rc, _, err in results:
         assert rc != 0
         assert f"different checkpoints to resume from (rank 0: {ckpt}, rank 1: none)" in err, err[-2000:]

@@ -25,7 +25,7 @@ from train.config import Config, ConfigError, resolve_path, to_dict
 # Keys a continued run may change and still be the same run: how long it trains, how it runs on the hardware, what
 # it evaluates and logs. Any other difference (model, data, hyper-parameters) makes a folder's run another run.
 MAY_CHANGE = ("training.max_steps", "training.max_minutes", "training.micro_batch_size",
-              "training.gradient_checkpointing", "training.output_dir", "model.cache_dir",
+              "training.gradient_checkpointing", "checkpointing.output_dir", "model.cache_dir",
               "vllm.", "evaluation.", "checkpointing.", "logging.")
 # What the project writes into output_dir without a training run: `evaluate.py --model base` (README's first step)
 NOT_A_RUN = ("eval_base",)
@@ -101,7 +101,7 @@ def complete_checkpoints(folder: Path) -> tuple[list[Path], list[str]]:
 # ----------------------------------------------------------------------------------------------- the folder
 def plan_output_dir(cfg: Config) -> OutputPlan:
     """Fresh start, continue, or move another run aside; a ConfigError names the folder and the fix otherwise."""
-    out = Path(cfg.training.output_dir).expanduser()
+    out = Path(cfg.checkpointing.output_dir).expanduser()
     check_writable(out)
     ck = cfg.checkpointing
     if ck.resume not in ("auto", "never"):
@@ -120,13 +120,13 @@ def plan_output_dir(cfg: Config) -> OutputPlan:
     if not (found or (out / "final_model").exists() or (out / "resolved_config.yaml").exists()):
         if ck.overwrite:
             return OutputPlan()  # no run to mix with: checkpoint rotation and resume only see checkpoint-N folders
-        raise ConfigError(f"training.output_dir: {out} holds files that are not from a run; choose another "
+        raise ConfigError(f"checkpointing.output_dir: {out} holds files that are not from a run; choose another "
                           "output_dir, or set checkpointing.overwrite=true to write into it")
     if diff := differences(out, cfg):
         if ck.overwrite:
             return OutputPlan(move_aside=True)
         more = f" and {len(diff) - 1} more" if len(diff) > 1 else ""
-        raise ConfigError(f"training.output_dir: {out} holds another run ({diff[0]}{more}); choose another "
+        raise ConfigError(f"checkpointing.output_dir: {out} holds another run ({diff[0]}{more}); choose another "
                           "output_dir, set checkpointing.overwrite=true to move that run aside and start over, or "
                           "checkpointing.resume=<its checkpoint-N> to continue it with these values")
     good, notes = complete_checkpoints(out)
@@ -138,9 +138,9 @@ def plan_output_dir(cfg: Config) -> OutputPlan:
         return OutputPlan(notes=["this run saved no checkpoint yet: starting over"])
     if ck.overwrite:
         return OutputPlan(move_aside=True)
-    raise ConfigError(f"training.output_dir: {out} holds this run's checkpoints and checkpointing.resume is never; "
-                      "continue it with checkpointing.resume=auto, or set checkpointing.overwrite=true to move it "
-                      "aside and start over")
+    raise ConfigError(f"checkpointing.output_dir: {out} holds this run's checkpoints and checkpointing.resume is "
+                      "never; continue it with checkpointing.resume=auto, or set checkpointing.overwrite=true to "
+                      "move it aside and start over")
 
 
 def differences(out: Path, cfg: Config) -> list[str]:
@@ -161,13 +161,13 @@ def move_aside(out: Path) -> Path:
     try:
         out.rename(dest)
     except OSError as e:
-        raise ConfigError(f"training.output_dir: could not move {out} aside to {dest} ({e.strerror}); move or "
+        raise ConfigError(f"checkpointing.output_dir: could not move {out} aside to {dest} ({e.strerror}); move or "
                           "delete it yourself, or choose another output_dir") from None
     out.mkdir()
     return dest
 
 
-def check_writable(out: Path, key: str = "training.output_dir") -> None:
+def check_writable(out: Path, key: str = "checkpointing.output_dir") -> None:
     """`out` must be a folder this process can create and write; checked before anything is written anywhere."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{key}: {out} is a file; choose a folder")
@@ -205,7 +205,7 @@ def saves_left(save_steps: int, max_steps: int, done: int) -> int:
 
 def check_disk(cfg: Config, model_path: str, plan: OutputPlan) -> None:
     """The disk under output_dir must hold the checkpoints the run will keep at once plus the final model."""
-    out = Path(cfg.training.output_dir).expanduser()
+    out = Path(cfg.checkpointing.output_dir).expanduser()
     params = parameter_count(model_path)
     weights_only = bool(cfg.trl.get("save_only_model", False))
     ck = cfg.checkpointing
@@ -223,7 +223,7 @@ def check_disk(cfg: Config, model_path: str, plan: OutputPlan) -> None:
     if free < need:
         state = "weights" if weights_only else "weights + AdamW state"
         raise ConfigError(
-            f"training.output_dir: {out} has {size(free)} free, but this run writes up to {at_once} checkpoint(s) "
+            f"checkpointing.output_dir: {out} has {size(free)} free, but this run writes up to {at_once} checkpoint(s) "
             f"of {size(one)} ({params / 1e9:.2f}B parameters, {cfg.model.dtype} {state}) and a final model of "
             f"{size(final)}, {size(need)} in all; free some space, lower checkpointing.save_total_limit, or set "
             "trl.save_only_model=true (weights only: a run cannot resume from such checkpoints)")

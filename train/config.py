@@ -67,7 +67,6 @@ class DataConfig:
 class TrainingConfig:
     """The optimisation: how long, how large a batch, the optimizer."""
 
-    output_dir: str = "outputs/grpo-qwen2.5-math-1.5b"  # where checkpoints, the final model and the evaluation go
     max_steps: int = 200  # optimizer steps; one step = one fresh batch of rollouts (on-policy)
     max_minutes: float | None = None  # stop after this much training time, then save and evaluate; null = no limit
     prompts_per_step: int = 32  # x grpo.group_size = rollouts per step (32 x 8 = 256, the reference recipe)
@@ -147,6 +146,7 @@ class CheckpointingConfig:
     """Resumable checkpoints. Each holds the float32 weights and AdamW's state, 12 bytes per parameter (18 GB for
     1.5B parameters); transformers also writes one at the last step."""
 
+    output_dir: str = "outputs/grpo-qwen2.5-math-1.5b"  # where checkpoints, the final model and the evaluation go
     save_steps: int = 50  # save a resumable checkpoint every N steps
     # checkpoints kept (>= 1; older ones are deleted); the run refuses to start when the disk cannot hold them
     save_total_limit: int = 3
@@ -251,6 +251,11 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     return cfg
 
 
+# keys that live in another section than a config might put them: the original recipe's README documents the
+# output folder as checkpointing.output_dir, which is where it is; the older training.output_dir is refused
+MOVED = {"training.output_dir": "checkpointing.output_dir"}
+
+
 def _build(cls, raw: dict, prefix: str, where: Origin):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
@@ -258,6 +263,8 @@ def _build(cls, raw: dict, prefix: str, where: Origin):
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(fields)})"
+            if f"{prefix}{key}" in MOVED:
+                hint = f" (did you mean '{MOVED[f'{prefix}{key}']}'? the key lives there)"
             raise ConfigError(f"{where(f'{prefix}{key}')}: unknown key '{prefix}{key}'{hint}")
     kwargs = {}
     for name, value in raw.items():

@@ -48,7 +48,7 @@ wait
 for i in "${!LOSSES[@]}"; do
   loss=${LOSSES[$i]}
   ./launch_trl.sh 1 --config "$CFG" "${EXTRA[@]}" "training.max_minutes=$MINUTES" "grpo.loss_type=$loss" \
-    "training.output_dir=$R/$loss" "logging.run_name=$loss" > "$R/logs/train_$loss.log" 2>&1 &
+    "checkpointing.output_dir=$R/$loss" "logging.run_name=$loss" > "$R/logs/train_$loss.log" 2>&1 &
   pids[$i]=$!
   say "train $loss started"
   if (( i + 1 < ${#LOSSES[@]} )); then  # the next engine sizes its memory once this run's memory is steady
