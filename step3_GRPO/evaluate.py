@@ -166,15 +166,14 @@ def same_data(a: str | None, b: str) -> bool:
 
 
 def find_trainer_state(model: Path) -> Path | None:
-    """trainer_state.json in the model folder, its run folder, or the run's newest checkpoint."""
+    """trainer_state.json in the model folder, its run folder, or the run's newest checkpoint that has one."""
+    from train.checkpoints import checkpoints
+
     for p in (model / "trainer_state.json", model.parent / "trainer_state.json"):
         if p.is_file():
             return p
-    ckpts = [p for p in model.parent.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
-             and (p / "trainer_state.json").is_file()]
-    newest = max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
-    return newest / "trainer_state.json" if newest else None
-
+    return next((c / "trainer_state.json" for c in checkpoints(model.parent) if (c / "trainer_state.json").is_file()),
+                None)
 
 if __name__ == "__main__":
     sys.exit(main())

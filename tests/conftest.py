@@ -31,11 +31,14 @@ def make_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "tiny.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in make_rows(60)))
-    return path
+    return write_jsonl(tmp_path_factory.mktemp("data") / "tiny.jsonl", make_rows(60))
 
 
 @pytest.fixture(scope="session")
@@ -76,9 +79,7 @@ def make_guess_rows(n: int, seed: int = 0) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def guess_data(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("guess-data") / "guess.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in make_guess_rows(40)))
-    return path
+    return write_jsonl(tmp_path_factory.mktemp("guess-data") / "guess.jsonl", make_guess_rows(40))
 
 
 @pytest.fixture(scope="session")

@@ -563,3 +563,12 @@ def test_categories_cover_vectors(vectors):
     label = {"correct": "correct", "wrong_answer": "wrong", "format_failure": "format"}
     agree = Counter(label[g.category] == r["category"] for r, g in vectors if r["group"] != "quirk")
     assert agree[True] / sum(agree.values()) >= 0.97
+
+
+def test_the_graders_protocol_text_is_the_projects():
+    """The grader repeats the r1_zero text for its standalone workers: it must be the text the rollouts use."""
+    import train.protocol as protocol
+    import train.rewards_math as rm
+
+    assert (rm.THINK_ANSWER, rm.ANSWER_OPEN, rm.ANSWER_CLOSE) == (
+        protocol.THINK_ANSWER, protocol.ANSWER_OPEN, protocol.ANSWER_CLOSE)

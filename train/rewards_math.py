@@ -53,9 +53,16 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+# The r1_zero protocol's text (train/protocol.py), repeated because the grader's workers run this file alone,
+# without the project on sys.path; tests/test_rewards.py checks that the two agree.
 THINK_ANSWER = "</think> <answer>"
 ANSWER_OPEN = "<answer>"
 ANSWER_CLOSE = "</answer>"
+
+
+def formatted(response: str) -> bool:
+    """The format gate: `</think> <answer>` and `</answer>` are both in the response."""
+    return THINK_ANSWER in response and ANSWER_CLOSE in response
 
 DEFAULT_TIMEOUT_S = 1.0
 # The training reward's ceiling for one batch, whatever it holds: the worst legitimate batch measured (1,024
@@ -851,7 +858,7 @@ def classify_batch(
     open_items: list[tuple[int, str, list[str], list[bool | tuple[tuple[str, str], ...]]]] = []
     for i, (raw, gt, trunc) in enumerate(zip(responses, ground_truths, truncated, strict=True)):
         response = _as_text(raw)
-        if THINK_ANSWER not in response or ANSWER_CLOSE not in response:
+        if not formatted(response):
             reason = (
                 TRUNCATED
                 if trunc
@@ -983,7 +990,7 @@ def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
     [1.0, 0.0]
     """
     texts = [_completion_text(c) for c in completions]
-    return [1.0 if THINK_ANSWER in t and ANSWER_CLOSE in t else 0.0 for t in texts]
+    return [1.0 if formatted(t) else 0.0 for t in texts]
 
 
 __all__ = [
