@@ -175,5 +175,6 @@ def find_trainer_state(model: Path) -> Path | None:
     return next((c / "trainer_state.json" for c in checkpoints(model.parent) if (c / "trainer_state.json").is_file()),
                 None)
 
+
 if __name__ == "__main__":
     sys.exit(main())
