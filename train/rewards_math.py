@@ -64,6 +64,7 @@ def formatted(response: str) -> bool:
     """The format gate: `</think> <answer>` and `</answer>` are both in the response."""
     return THINK_ANSWER in response and ANSWER_CLOSE in response
 
+
 DEFAULT_TIMEOUT_S = 1.0
 # The training reward's ceiling for one batch, whatever it holds: the worst legitimate batch measured (1,024
 # distinct answers that all need sympy, 2 workers) took 1.8 s, while each answer that sends sympy into its
