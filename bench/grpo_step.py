@@ -64,11 +64,20 @@ VARIANTS = {
     "mb16": ["training.micro_batch_size=16"],
     "mb32": ["training.micro_batch_size=32"],
     "adamw": ["training.optim=adamw_torch"],
+    "correction_on": ["vllm.importance_sampling_correction=true"],  # also asks vLLM for log-probs again
+    "logprobs_on": [],  # vLLM's log-probs computed but unread (BENCH_LOGPROBS below): their cost alone
+    "share_03": ["vllm.gpu_memory_utilization=0.3"],
+    # the project's defaults before the step-time work: checkpointing, sleep mode, a fixed 0.3 share, TRL's correction
+    "old_defaults": ["training.gradient_checkpointing=true", "vllm.enable_sleep_mode=true",
+                     "vllm.gpu_memory_utilization=0.3", "vllm.importance_sampling_correction=true"],
+    # TRL 1.16's GRPOConfig defaults where they touch speed, with vLLM colocate
     "trl_default": ["model.dtype=float32", "vllm.enable_sleep_mode=false", "training.gradient_checkpointing=false",
-                    "grpo.loss_type=dapo", "training.optim=adamw_torch", "training.micro_batch_size=8"],
+                    "grpo.loss_type=dapo", "training.optim=adamw_torch", "training.micro_batch_size=8",
+                    "vllm.gpu_memory_utilization=0.3", "vllm.importance_sampling_correction=true"],
     "no_vllm": ["vllm.use_vllm=false"],
     "server": ["vllm.mode=server", "vllm.enable_sleep_mode=false"],  # the server keeps its GPUs: no sleep mode
 }
+ENV = {"logprobs_on": {"BENCH_LOGPROBS": "1"}}  # variants that differ by the worker's patches, not the config
 ARCH = {  # Qwen2.5 shapes (config.json of the released models)
     "1.5B": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
                  num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
@@ -289,14 +298,20 @@ def worker(config: str, config_overrides: list[str], result: str, length: int) -
         return {"ignore_eos": True} if use_vllm else {"min_new_tokens": length}
 
     tt.generation_kwargs = fixed_length
+    if os.environ.get("BENCH_LOGPROBS"):  # the logprobs_on variant: vLLM computes log-probs the loss never reads
+        from train.trainer import R1GRPOTrainer
+
+        R1GRPOTrainer._reads_sampling_logprobs = lambda self: True
 
     cuda = torch.cuda.is_available()  # False only when the worker is tried on a CPU
+    profile = Profile(int(os.environ.get("BENCH_PROFILE_STEP", 0)), Path(result).with_suffix(".profile.txt"))
 
     class StepTimer(TrainerCallback):
         """Wall time per step, and the device's peak memory in use during it: sampled every 20 ms from the
         driver, because vLLM's KV cache and sleep-mode pool are invisible to torch's allocator counters."""
 
         def on_step_begin(self, a, state, control, **kw):
+            profile.begin(state.global_step + 1)
             timings.clear()
             if cuda:
                 torch.cuda.synchronize()
@@ -317,7 +332,9 @@ def worker(config: str, config_overrides: list[str], result: str, length: int) -
                 torch.cuda.synchronize()
                 self.sampling = False
                 self.sampler.join()
-            steps.append({"step": state.global_step, "seconds": time.perf_counter() - self.t, **timings,
+            seconds = time.perf_counter() - self.t
+            profiled = profile.end(state.global_step)
+            steps.append({"step": state.global_step, "seconds": seconds, "profiled": profiled, **timings,
                           "device_peak_GiB": self.peak / 2**30 if cuda else 0.0,
                           "torch_peak_GiB": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0})
 
@@ -330,6 +347,10 @@ def worker(config: str, config_overrides: list[str], result: str, length: int) -
         self.add_callback(StepTimer())
 
     trl.GRPOTrainer.__init__ = init_with_timer
+    from trl.generation import vllm_generation
+
+    if hasattr(vllm_generation, "VLLMGeneration"):
+        vllm_generation.VLLMGeneration.generate = profile.host(vllm_generation.VLLMGeneration.generate)
 
     def skip_weights(self, output_dir=None, _internal_call=False):
         # a benchmark's trained random weights are worth nothing, and 3-6 GB per variant fill a disk
@@ -349,7 +370,62 @@ def worker(config: str, config_overrides: list[str], result: str, length: int) -
     return rc
 
 
+class Profile:
+    """One step of rank 0 under the profilers (BENCH_PROFILE_STEP=N): cProfile over vLLM's generate() (the host's
+    share of decoding: scheduling, sampling, detokenising, output objects) and torch.profiler over the whole step
+    (the GPU's kernels, the update's split). Both tables go to one text file beside the result."""
+
+    def __init__(self, step: int, path: Path):
+        self.step, self.path, self.on = step, path, False
+        self.rank0 = int(os.environ.get("RANK", 0)) == 0
+
+    def begin(self, step: int) -> None:
+        if not (self.rank0 and step == self.step):
+            return
+        import torch
+
+        self.on = True
+        kinds = [torch.profiler.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            kinds.append(torch.profiler.ProfilerActivity.CUDA)
+        self.torch = torch.profiler.profile(activities=kinds)
+        self.torch.__enter__()
+
+    def host(self, generate):
+        def wrapped(*a, **k):
+            if not self.on:
+                return generate(*a, **k)
+            import cProfile
+            import io
+            import pstats
+
+            prof = cProfile.Profile()
+            out = prof.runcall(generate, *a, **k)
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(40)
+            self.host_table = buf.getvalue()
+            return out
+
+        return wrapped
+
+    def end(self, step: int) -> bool:
+        """Whether this step ran under the profilers (its time is then left out of the summary)."""
+        if not self.on:
+            return False
+        self.on = False
+        self.torch.__exit__(None, None, None)
+        import torch
+
+        by = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+        table = self.torch.key_averages().table(sort_by=by, row_limit=40, max_name_column_width=70)
+        self.path.write_text(f"step {step}: vLLM generate() host profile (cProfile, by own time)\n"
+                             f"{getattr(self, 'host_table', '(none)')}\n\ntorch.profiler, the whole step, by "
+                             f"time ({by})\n{table}\n")
+        return True
+
+
 def summarize(steps: list[dict], rollouts: int, length: int) -> dict:
+    steps = [s for s in steps if not s.get("profiled")]
     use = steps[1:] if len(steps) > 2 else steps  # the first steps warm up (compile, allocator)
 
     def med(key_part: str) -> float:
@@ -391,6 +467,8 @@ def main() -> int:
     ap.add_argument("--scratch", default=None, help="each variant's output folder and result (default: --work)")
     ap.add_argument("--tokenizer", default="~/.cache/grpo-math/qwen2.5_tokenizer")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--profile-step", type=int, default=0,
+                    help="profile this step of every variant (rank 0): <variant>.profile.txt beside the results")
     ap.add_argument("--prepare", action="store_true", help="build the model and problems, print their paths, exit")
     ap.add_argument("overrides", nargs="*", help="config overrides for every variant (after --)")
     args = ap.parse_args()
@@ -431,7 +509,8 @@ def main() -> int:
                   *overrides(model_dir, data, scratch / f"out-{variant}", steps, prompts, group, length),
                   *VARIANTS[variant], *extra, *args.overrides]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRPO_ENTRY": __file__, "BENCH_RESULT": str(result),
-               "BENCH_LENGTH": str(length), "MAIN_PROCESS_PORT": str(free_port()), "PYTHON": sys.executable}
+               "BENCH_LENGTH": str(length), "MAIN_PROCESS_PORT": str(free_port()), "PYTHON": sys.executable,
+               **ENV.get(variant, {}), **({"BENCH_PROFILE_STEP": str(args.profile_step)} if args.profile_step else {})}
         t = time.perf_counter()
         sampler = GpuSampler()
         rc = launch(args.gpus, args.nodes, options, config, env)

@@ -145,10 +145,14 @@ def build(args: argparse.Namespace, environ: dict[str, str]) -> Launch:
     devices = visible.split(",") if visible else [str(i) for i in range(args.gpus)]
     serve = ["env", f"CUDA_VISIBLE_DEVICES={','.join(devices[train_gpus:train_gpus + v.server_gpus])}", python,
              "-m", "trl.cli.main", "vllm-serve", "--model", model, "--tensor_parallel_size", str(v.server_gpus),
-             "--port", str(v.server_port), "--gpu_memory_utilization", str(v.gpu_memory_utilization),
+             "--port", str(v.server_port), "--gpu_memory_utilization",
+             str(v.gpu_memory_utilization or SERVER_SHARE),
              "--max_model_len", str(cfg.data.max_prompt_tokens + cfg.grpo.max_completion_length)]
     train = ["env", f"CUDA_VISIBLE_DEVICES={','.join(devices[:train_gpus])}", *train]
     return Launch(train, serve, v.server_port, note)
+
+
+SERVER_SHARE = 0.9  # vllm.gpu_memory_utilization: null in server mode: the server's GPUs serve and nothing else
 
 
 def check_deepspeed(accel: str | None) -> None:

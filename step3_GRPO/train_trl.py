@@ -92,10 +92,25 @@ def generation_kwargs(use_vllm: bool) -> dict:
     return {"stop_strings": [STOP], "min_new_tokens": MIN_NEW_TOKENS}
 
 
-def grpo_args(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int):
+def grpo_args(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int, vllm_share: float | None = None):
     from trl import GRPOConfig
 
-    return GRPOConfig(**grpo_kwargs(cfg, plan, on_gpu, eval_rows), **cfg.trl)
+    return GRPOConfig(**grpo_kwargs(cfg, plan, on_gpu, eval_rows, vllm_share), **cfg.trl)
+
+
+def engine_share(cfg: Config, plan: BatchPlan, model_path: str) -> float:
+    """vllm.gpu_memory_utilization, or (null) the share the colocated engine needs for one GPU's rollouts."""
+    if cfg.vllm.gpu_memory_utilization is not None:
+        return cfg.vllm.gpu_memory_utilization
+    from train.generation import colocate_share, gpu_total_memory
+
+    return colocate_share(model_path, plan.per_device_rollouts, max_model_len(cfg), gpu_total_memory(),
+                          tensor_parallel=cfg.vllm.tensor_parallel_size)
+
+
+def max_model_len(cfg: Config) -> int:
+    """The rollout engine's context: the longest training prompt plus a full completion."""
+    return cfg.data.max_prompt_tokens + cfg.grpo.max_completion_length
 
 
 def check_launch(cfg: Config, world_size: int) -> BatchPlan:
@@ -128,7 +143,7 @@ def check_trl_section(cfg: Config, plan: BatchPlan) -> None:
             raise ConfigError(f"'trl.{key}' is not a field of TRL's GRPOConfig{hint}")
 
 
-def grpo_kwargs(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int) -> dict:
+def grpo_kwargs(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int, vllm_share: float | None = None) -> dict:
     from train.tracking import wandb_mode
 
     t, g, v, ev = cfg.training, cfg.grpo, cfg.vllm, cfg.evaluation
@@ -169,12 +184,13 @@ def grpo_kwargs(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int) -> d
         reward_weights=[1.0, 0.0],  # the answer reward trains; the format rate is only logged
         use_vllm=use_vllm,
         vllm_mode=v.mode,
-        vllm_gpu_memory_utilization=v.gpu_memory_utilization,
+        vllm_gpu_memory_utilization=vllm_share or v.gpu_memory_utilization or 0.3,  # 0.3: unused off the GPU
         vllm_enable_sleep_mode=v.enable_sleep_mode,
+        vllm_importance_sampling_correction=v.importance_sampling_correction,
         vllm_tensor_parallel_size=v.tensor_parallel_size,
         vllm_server_host="127.0.0.1",  # server mode: started by the launcher on this node
         vllm_server_port=v.server_port,
-        vllm_max_model_length=cfg.data.max_prompt_tokens + g.max_completion_length,
+        vllm_max_model_length=max_model_len(cfg),
         save_strategy="steps",
         save_steps=cfg.checkpointing.save_steps,
         save_total_limit=cfg.checkpointing.save_total_limit,
@@ -235,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(config_path: str, overrides: list[str]) -> int:
+    clock = WallClock()
     # 1. config and output dir: every user mistake surfaces here, before anything heavy is loaded
     cfg = load_config(resolve_path(config_path), overrides)
     world_size = int(os.environ.get("WORLD_SIZE", 1))
@@ -288,7 +305,8 @@ def run(config_path: str, overrides: list[str]) -> int:
     # 4. policy model and TRL arguments
     setup_wandb_env(cfg.logging, out)
     periodic = splits.heldout[: cfg.evaluation.periodic_samples] if cfg.evaluation.every_steps else []
-    args = grpo_args(cfg, plan, on_gpu, len(periodic))
+    colocate = on_gpu and cfg.vllm.use_vllm and cfg.vllm.mode == "colocate"
+    args = grpo_args(cfg, plan, on_gpu, len(periodic), engine_share(cfg, plan, model_path) if colocate else None)
     model = load_policy(model_path, cfg.model.dtype)
     if tokenizer.pad_token_id not in eos_token_ids(model):
         # TRL masks a completion after its first EOS; rows that stopped early are padded, so pad ends one too
@@ -319,6 +337,7 @@ def run(config_path: str, overrides: list[str]) -> int:
 
     if cfg.training.max_minutes is not None:
         trainer.add_callback(time_limit(cfg.training.max_minutes))
+    trainer.add_callback(clock.callback())
 
     # 6. train (resuming when a checkpoint exists) and save
     if output.resume_from:
@@ -329,25 +348,116 @@ def run(config_path: str, overrides: list[str]) -> int:
         fix = (f"continue from the previous complete one with checkpointing.resume={output.previous}"
                if output.previous else "start over with checkpointing.resume=never checkpointing.overwrite=true")
         raise ConfigError(f"checkpoint {e.path} cannot be loaded ({e.reason}); {fix}") from None
+    clock.mark("training")
     final_dir = out / "final_model"
     trainer.save_model(str(final_dir))
     log_history = list(trainer.state.log_history)
     if rank == 0:
         trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
     log(f"saved {final_dir}")
+    clock.mark("save")
 
-    # 7. final evaluation: rank 0 alone, after the trainer's memory is freed
+    # 7. final evaluation: with the trainer's own vLLM engine, each process a share of the problems, rank 0
+    #    grading; otherwise rank 0 alone, after the trainer's memory is freed
+    rc = 0
+    heldout = splits.heldout[: cfg.evaluation.max_samples]
+    engine = colocated_engine(trainer, cfg, heldout) if cfg.evaluation.enabled else None
+    if engine is not None:
+        from train.evaluation import evaluate
+
+        if rank == 0:
+            evaluate(cfg, str(final_dir), heldout, out, log_history=log_history, heldout_ids_file=heldout_file,
+                     generate_fn=engine)
+        else:
+            engine([e.prompt for e in heldout])  # this process's share, gathered on rank 0
     if hasattr(trainer, "vllm_generation"):
         del trainer.vllm_generation
     del trainer, model
     free_memory()
-    rc = 0
-    if rank == 0 and cfg.evaluation.enabled:
-        rc = final_evaluation(cfg, config_path, overrides, final_dir, splits.heldout, heldout_file, log_history)
+    if engine is None and rank == 0 and cfg.evaluation.enabled:
+        rc = final_evaluation(cfg, config_path, overrides, final_dir, heldout, heldout_file, log_history)
+    clock.mark("evaluation")
+    log(f"wall time: {clock}")
     sync = sync_command(cfg.logging, os.environ.get("WANDB_DIR", out))
     if sync:  # wandb's own hint is silenced (WANDB_SILENT), so say it once at the end
         log(f"wandb recorded this run offline; upload it with: {sync}")
     return rc
+
+
+def colocated_engine(trainer, cfg: Config, heldout: list):
+    """The final evaluation's generation on the trainer's colocated vLLM engine, or None where it cannot serve:
+    no colocated engine (CPU, server mode, transformers generation), one spanning several GPUs, the evaluation
+    asking for transformers, or a held-out prompt too long for its context (the evaluation's own engine then
+    gives every prompt its full `evaluation.max_tokens`, as it would here). Each process generates every
+    world_size-th problem; rank 0 receives them all, in order."""
+    args = trainer.args
+    if not (args.use_vllm and args.vllm_mode == "colocate" and args.vllm_tensor_parallel_size == 1
+            and cfg.evaluation.use_vllm and heldout):
+        return None
+    from train.generation import generate_with, prompt_lengths
+
+    lengths = prompt_lengths(trainer.processing_class, [e.prompt for e in heldout])
+    context = args.vllm_max_model_length
+    if max(lengths) + cfg.evaluation.max_tokens > context:
+        return None
+    from accelerate.utils import gather_object
+
+    vg = trainer.vllm_generation
+    vg.sync_weights()  # the last optimizer step came after the last sync
+    if vg.enable_sleep_mode:
+        vg.llm.wake_up(tags=["kv_cache"])
+    acc = trainer.accelerator
+
+    def generate(prompts: list[str]) -> tuple[str, list[dict]]:
+        mine = range(acc.process_index, len(prompts), acc.num_processes)
+        gens = generate_with(vg.llm, cfg.evaluation, [prompts[i] for i in mine], [lengths[i] for i in mine],
+                             context)
+        n = cfg.evaluation.n
+        shares = sorted(gather_object([(i, gens[k * n:(k + 1) * n]) for k, i in enumerate(mine)]), key=lambda s: s[0])
+        return "vllm (the trainer's engine)", [g for _, samples in shares for g in samples]
+
+    return generate
+
+
+class WallClock:
+    """Seconds per stage of the run, from the process's start (imports and launch included).
+
+    >>> c = WallClock(start=0.0); c.mark("start-up", now=40.0); c.mark("training", now=100.0); str(c)
+    'start-up 40.0 s, training 60.0 s, total 100.0 s'
+    """
+
+    def __init__(self, start: float | None = None):
+        import time
+
+        import psutil
+
+        self.start = psutil.Process().create_time() if start is None else start
+        self.last, self.stages = self.start, {}
+        self.time = time.time
+
+    def mark(self, stage: str, now: float | None = None) -> None:
+        now = self.time() if now is None else now
+        self.stages[stage], self.last = now - self.last, now
+
+    def __str__(self) -> str:
+        parts = [f"{k} {v:.1f} s" for k, v in self.stages.items()]
+        return ", ".join([*parts, f"total {self.last - self.start:.1f} s"])
+
+    def callback(self):
+        """Marks the start of training and the end of its first step."""
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class Stages(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kw):
+                clock.mark("start-up")
+
+            def on_step_end(self, args, state, control, **kw):
+                if "first step" not in clock.stages:
+                    clock.mark("first step")
+
+        return Stages()
 
 
 def final_evaluation(cfg, config_path, overrides, final_dir, heldout, heldout_file, log_history) -> int:

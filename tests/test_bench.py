@@ -28,20 +28,24 @@ def test_launcher_runs_another_entry_point_with_the_same_arguments():
 def test_benchmark_times_steps_through_the_trainer(tmp_path, tiny_model):
     out = tmp_path / "result.json"
     r = subprocess.run([sys.executable, str(ROOT / "bench/grpo_step.py"), "--shape", "cpu", "--model", "tiny",
-                        "--tokenizer", str(tiny_model), "--work", str(tmp_path), "--variants", "ours,ckpt_off",
-                        "--steps", "3", "--out", str(out)], capture_output=True, text=True, timeout=600)
+                        "--tokenizer", str(tiny_model), "--work", str(tmp_path), "--variants", "ours,ckpt_on",
+                        "--steps", "4", "--profile-step", "2", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
-    for name in ("ours", "ckpt_off"):
+    for name in ("ours", "ckpt_on"):
         v = res["variants"][name]
         assert "error" not in v, (name, v, r.stderr[-3000:])
-        assert [s["step"] for s in v["steps"]] == [1, 2, 3] and v["steps_timed"] == 2
+        # step 2 ran under the profilers: logged, left out of the timing, its tables written beside the result
+        assert [s["step"] for s in v["steps"]] == [1, 2, 3, 4] and v["steps_timed"] == 2
+        assert [s["profiled"] for s in v["steps"]] == [False, True, False, False]
+        assert "torch.profiler, the whole step" in (tmp_path / f"{name}.profile.txt").read_text()
         assert v["s_per_step"] > 0 and v["completion_tok_per_s"] == round(2 * 4 * 16 / v["s_per_step"])
         assert 0 < v["generation_s"] < v["s_per_step"] and v["floor"]["total_s"] > 0
         assert len(v["trainer_peak_GiB_per_rank"]) == 1  # one process; no GPU, so no driver samples
     # the variant's overrides reached the trainer's resolved config, on top of the shape's batch
-    cfg = yaml.safe_load((tmp_path / "out-ckpt_off" / "resolved_config.yaml").read_text())
-    assert cfg["training"]["gradient_checkpointing"] is False and cfg["training"]["prompts_per_step"] == 2
+    cfg = yaml.safe_load((tmp_path / "out-ckpt_on" / "resolved_config.yaml").read_text())
+    assert cfg["training"]["gradient_checkpointing"] is True and cfg["training"]["prompts_per_step"] == 2
     assert cfg["grpo"]["max_completion_length"] == 16
     assert not list((tmp_path / "out-ours" / "final_model").glob("*.safetensors"))  # weights are not saved
 
@@ -163,8 +167,12 @@ SUITES = [
     # the 7B runs that need 4 GPUs are left out on 2
     ("largest", 2, ["--model 7B --batch global --variants ours --steps 2 --accelerate-config "
                     "config/accelerate/zero3.yaml"], ["--gpus 4"]),
-    ("step-time", 1, ["--variants ours,sleep_off,ckpt_off,sleep_ckpt_off,trl_default", "--variants no_vllm",
-                      "--shape B2 --steps 3 --variants ours"], ["--gpus 2"]),
+    # the single-GPU suites size vLLM's share from the batch, as the defaults do: no H200-as-H100 override
+    ("step-time", 1, ["--shape B1 --steps 6 --profile-step 3 --variants ours,trl_default,old_defaults"],
+     ["--gpus 2", "gpu_memory_utilization=0.17"]),
+    ("levers", 1, ["--variants correction_on,logprobs_on,mb16,sleep_on,ckpt_on,share_03"], ["--gpus 2"]),
+    ("b2", 1, ["--shape B2 --steps 3 --variants ours,trl_default"], ["--gpus 2"]),
+    ("wall", 1, ["bench/wall_time.py", "--variants ours,own_engine", "training.max_steps=3"], ["--gpus 2"]),
 ]
 
 
@@ -176,11 +184,12 @@ def test_gpu_suite_runs_its_tables_commands(tmp_path, suite, gpus, runs, never):
         assert any(part in c for c in calls), (part, calls)
     for part in never:
         assert not any(part in c for c in calls), (part, calls)
-    assert all("-- vllm.gpu_memory_utilization=0.17" in c for c in calls if "--prepare" not in c)
+    if suite in ("scaling", "largest"):
+        assert all("-- vllm.gpu_memory_utilization=0.17" in c for c in calls if "--prepare" not in c)
 
 
 @pytest.mark.parametrize("suite,gpus,message", [
-    ("nope", 2, "usage: bash bench/offline/gpu_suite.sh SUITE, one of: step-time scaling largest eval"),
+    ("nope", 2, "usage: bash bench/offline/gpu_suite.sh SUITE, one of: step-time levers b2 wall scaling largest eval"),
     ("scaling", 1, "suite scaling needs 2 GPUs, this machine has 1"),
 ])
 def test_gpu_suite_refuses_what_it_cannot_run(tmp_path, suite, gpus, message):

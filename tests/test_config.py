@@ -34,7 +34,10 @@ def test_shipped_default_is_the_faithful_recipe():
     assert cfg.data.path == "AI-MO/NuminaMath-CoT"
     assert (cfg.training.learning_rate, cfg.grpo.group_size, cfg.grpo.temperature) == (1e-5, 8, 1.0)
     assert (cfg.grpo.max_completion_length, cfg.training.max_steps) == (1024, 200)
-    assert (cfg.vllm.use_vllm, cfg.vllm.mode, cfg.vllm.enable_sleep_mode) == (True, "colocate", True)
+    assert (cfg.vllm.use_vllm, cfg.vllm.mode, cfg.vllm.enable_sleep_mode) == (True, "colocate", False)
+    # the step-time defaults (docs/benchmarks.md): the engine's share sized from the batch, TRL's correction off
+    assert (cfg.vllm.gpu_memory_utilization, cfg.vllm.importance_sampling_correction) == (None, False)
+    assert cfg.training.gradient_checkpointing is False
 
 
 SECTIONS = [f for f in dataclasses.fields(Config) if f.name != "trl"]  # trl: GRPOConfig's other fields, passed through
@@ -135,7 +138,8 @@ BAD = [
     # n greedy samples are one sample n times
     ({"evaluation": {"n": 4, "temperature": 0}}, r"greedy decoding gives the same answer n times"),
     # server mode: colocate-only keys cannot reach the server, so they are refused there
-    ({"vllm": {"mode": "server"}}, r"'vllm.enable_sleep_mode' applies to colocate mode.*enable_sleep_mode=false"),
+    ({"vllm": {"mode": "server", "enable_sleep_mode": True}},
+     r"'vllm.enable_sleep_mode' applies to colocate mode.*enable_sleep_mode=false"),
     ({"vllm": {"mode": "server", "enable_sleep_mode": False, "tensor_parallel_size": 2}},
      r"set vllm.server_gpus=2 and vllm.tensor_parallel_size=1"),
     # a cap of zero training rows is a range mistake, not a prompt-length one

@@ -292,6 +292,111 @@ def test_vllm_path_with_a_fake_engine(tmp_path, tiny_model, tiny_data, monkeypat
                    (2, "format_failure", "truncated", 0, True), (2, "format_failure", "truncated", 0, True)]
 
 
+class FakeColocatedEngine:
+    """The trainer's colocated vLLM engine as the final evaluation uses it: weights synced, then generate()."""
+
+    def __init__(self, sleep: bool = False):
+        self.calls, self.enable_sleep_mode = [], sleep
+        self.llm = self
+
+    def sync_weights(self):
+        self.calls.append("sync")
+
+    def wake_up(self, tags):
+        self.calls.append(("wake", tuple(tags)))
+
+    def generate(self, prompts, params, use_tqdm=True):
+        import types
+
+        self.calls.append(("generate", list(prompts), [p.max_tokens for p in params]))
+        return [types.SimpleNamespace(outputs=[types.SimpleNamespace(
+            text=f"{p} </think> <answer>{k}</answer>", token_ids=[7] * 3, finish_reason="stop")
+            for k in range(q.n)]) for p, q in zip(prompts, params, strict=True)]
+
+
+def colocated_trainer(tiny_model, engine, *, rank=0, world=1, context=1024, **args):
+    import types
+
+    from train.models import load_tokenizer
+
+    defaults = {"use_vllm": True, "vllm_mode": "colocate", "vllm_tensor_parallel_size": 1,
+                "vllm_max_model_length": context}
+    return types.SimpleNamespace(args=types.SimpleNamespace(**{**defaults, **args}), vllm_generation=engine,
+                                 processing_class=load_tokenizer(str(tiny_model)),
+                                 accelerator=types.SimpleNamespace(process_index=rank, num_processes=world))
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    import sys
+    import types
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(SamplingParams=SamplingParams))
+
+
+def test_the_final_evaluation_runs_on_the_trainers_engine_after_syncing_its_last_weights(
+        tmp_path, tiny_model, tiny_data, fake_vllm):
+    from step3_GRPO.train_trl import colocated_engine
+
+    cfg = load_config(tiny_config(tmp_path, tiny_model, tiny_data), ["evaluation.use_vllm=true", "evaluation.n=2"])
+    examples = heldout(cfg)
+    engine = FakeColocatedEngine(sleep=True)
+    generate = colocated_engine(colocated_trainer(tiny_model, engine), cfg, examples)
+    assert engine.calls == ["sync", ("wake", ("kv_cache",))]  # before any generation: the final weights
+    summary = evaluate(cfg, str(tiny_model), examples, tmp_path / "eval", generate_fn=generate)
+    (_, prompts, budgets) = engine.calls[-1]
+    assert prompts == [e.prompt for e in examples] and budgets == [cfg.evaluation.max_tokens] * len(examples)
+    assert summary["sampling"]["backend"] == "vllm (the trainer's engine)"
+    assert summary["total_samples"] == 2 * len(examples)
+
+
+def test_each_process_generates_its_share_and_rank_0_gets_all_in_order(tmp_path, tiny_model, tiny_data, fake_vllm,
+                                                                         monkeypatch):
+    import accelerate.utils
+
+    from step3_GRPO.train_trl import colocated_engine
+
+    cfg = load_config(tiny_config(tmp_path, tiny_model, tiny_data), ["evaluation.use_vllm=true"])
+    examples = heldout(cfg)[:5]
+    prompts = [e.prompt for e in examples]
+    shares = {}
+
+    def gather_for(rank):  # accelerate's gather_object: every process's list, rank 0's first
+        def gather(share):
+            shares[rank] = share
+            return [*shares.get(0, []), *shares.get(1, [])]
+        return gather
+
+    for rank in (1, 0):  # rank 1 first, so that rank 0's gather holds both shares
+        monkeypatch.setattr(accelerate.utils, "gather_object", gather_for(rank))
+        engine = FakeColocatedEngine()
+        backend, gens = colocated_engine(colocated_trainer(tiny_model, engine, rank=rank, world=2), cfg,
+                                         examples)(prompts)
+        assert engine.calls[-1][1] == prompts[rank::2]
+    assert [g["text"].rsplit(" </think>", 1)[0] for g in gens] == prompts
+
+
+@pytest.mark.parametrize("args,override", [
+    ({"vllm_mode": "server"}, []),
+    ({"use_vllm": False}, []),
+    ({"vllm_tensor_parallel_size": 2}, []),
+    ({}, ["evaluation.use_vllm=false"]),
+    ({"context": 40}, []),  # a held-out prompt plus evaluation.max_tokens would not fit the engine's context
+])
+def test_the_final_evaluation_starts_an_engine_of_its_own_where_the_trainers_cannot_serve_it(
+        tmp_path, tiny_model, tiny_data, fake_vllm, args, override):
+    from step3_GRPO.train_trl import colocated_engine
+
+    cfg = load_config(tiny_config(tmp_path, tiny_model, tiny_data), ["evaluation.use_vllm=true", *override])
+    engine = FakeColocatedEngine()
+    assert colocated_engine(colocated_trainer(tiny_model, engine, **args), cfg, heldout(cfg)) is None
+    assert engine.calls == []  # nothing synced or generated
+
+
 # ---------------------------------------------------------------------------------------- standalone command
 def test_standalone_command(tmp_path, tiny_model, tiny_data, capsys):
     from step3_GRPO.evaluate import main

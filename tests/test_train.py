@@ -366,7 +366,8 @@ def test_launcher_builds_the_command(args, expected, launcher):
       "vllm.tensor_parallel_size=3"], "does not divide the 8 training processes"),  # counted over all machines
     (["4", "vllm.mode=server", "vllm.enable_sleep_mode=false", "vllm.server_gpus=1"],
      "do not split over 3 GPUs"),  # 1 of 4 serves
-    (["4", "vllm.mode=server"], "'vllm.enable_sleep_mode' applies to colocate mode"),  # cannot reach the server
+    (["4", "vllm.mode=server", "vllm.enable_sleep_mode=true"],
+     "'vllm.enable_sleep_mode' applies to colocate mode"),  # cannot reach the server
 ])
 def test_launcher_rejects_bad_launches(args, message, launcher):
     if "bitsandbytes" in message and __import__("importlib").util.find_spec("bitsandbytes"):

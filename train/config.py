@@ -80,9 +80,9 @@ class TrainingConfig:
     adam_beta2: float = 0.95  # AdamW's second-moment decay, as in the reference recipe (CS336 GRPO)
     max_grad_norm: float = 1.0  # gradient clipping: a larger global gradient norm is scaled down to this; 0 = none
     optim: str = "adamw_torch_fused"  # any transformers optimizer name; fused AdamW: one kernel for all parameters
-    # recompute activations in the backward pass: less memory, ~30% longer steps; off where memory allows
-    # (docs/benchmarks.md)
-    gradient_checkpointing: bool = True
+    # recompute activations in the backward pass: less memory, longer steps (docs/benchmarks.md); off by default:
+    # the recipe's batch fits an 80 GB card without it
+    gradient_checkpointing: bool = False
     seed: int = 42  # seeds the held-out split, the data order, sampling and initialisation (0 to 2**32 - 1)
 
 
@@ -114,11 +114,16 @@ class VLLMConfig:
     # colocate: vLLM runs inside each training process and shares its GPU; server: the launcher starts
     # `trl vllm-serve` on GPUs of its own and trains on the rest
     mode: str = "colocate"
-    # share of each GPU's memory for vLLM's weights + KV cache (server mode: of the server's GPUs)
-    gpu_memory_utilization: float = 0.3
-    # colocate: offload vLLM weights and KV cache during the policy update; must be false in server mode,
-    # where the server keeps GPUs of its own (`trl vllm-serve` has no sleep mode)
-    enable_sleep_mode: bool = True
+    # share of each GPU's memory for vLLM's weights + KV cache (server mode: of the server's GPUs); null = colocate:
+    # sized from what one step's rollouts need (bf16 weights + the KV cache of every rollout at full length), so
+    # the rest of the card goes to training; server: 0.9
+    gpu_memory_utilization: float | None = None
+    # colocate: offload vLLM weights and KV cache during the policy update (frees the engine's share for training,
+    # costs time every step); must be false in server mode, where the server keeps GPUs of its own
+    enable_sleep_mode: bool = False
+    # reweight the loss by trainer/vLLM probability ratios (TRL's default, not the reference recipe's): costs a
+    # forward pass over every rollout and vLLM's per-token log-probs
+    importance_sampling_correction: bool = False
     tensor_parallel_size: int = 1  # colocate: GPUs per vLLM engine (server mode: vllm.server_gpus instead)
     server_gpus: int = 1  # server mode: the launcher gives the last N GPUs to `trl vllm-serve`, the rest train
     server_port: int = 8000  # server mode: where the launcher's vLLM server listens (localhost)
@@ -353,7 +358,7 @@ RANGES = {
     "grpo.beta": _at_least(0),
     "grpo.epsilon": _POSITIVE,
     "grpo.num_iterations": _at_least(1),
-    "vllm.gpu_memory_utilization": _SHARE,
+    "vllm.gpu_memory_utilization": _optional(_SHARE, "sized from the batch"),
     "vllm.tensor_parallel_size": _at_least(1),
     "vllm.server_gpus": _at_least(1),
     "vllm.server_port": (lambda v: 1 <= v <= 65535, "a port, 1 .. 65535"),

@@ -36,12 +36,13 @@ if TYPE_CHECKING:
 
 def evaluate(cfg: Config, model_path: str, examples: list[Example], out_dir: Path, *,
              log_history: list[dict] | None = None, heldout_ids_file: Path | None = None,
-             split: str = "heldout") -> dict:
+             split: str = "heldout", generate_fn=None) -> dict:
     """Generate on `examples` (the held-out split, or with split="all" every row of a transfer set), grade,
     write the summary/samples/plots, print, log.
 
-    Run it on one process (rank 0) after the trainer's GPU memory has been freed. Returns the summary dict
-    that is written to `out_dir/eval_summary.json`.
+    Run it on one process (rank 0). `generate_fn(prompts) -> (backend, generations)` replaces the generation
+    (the trainer passes its own engine); by default an engine of its own loads `model_path`, so the trainer's GPU
+    memory must have been freed. Returns the summary dict that is written to `out_dir/eval_summary.json`.
     """
     ev = cfg.evaluation
     start = time.time()
@@ -54,7 +55,8 @@ def evaluate(cfg: Config, model_path: str, examples: list[Example], out_dir: Pat
 
     print(f"[eval] {len(examples)} problems x {ev.n} sample(s), model {model_path}", flush=True)
     t_gen = time.time()
-    backend, gens = generate(cfg, model_path, [e.prompt for e in examples])
+    generate_fn = generate_fn or (lambda prompts: generate(cfg, model_path, prompts))
+    backend, gens = generate_fn([e.prompt for e in examples])
     t_grade = time.time()
     for g, k in zip(gens, think_lengths(model_path, [g["text"] for g in gens]), strict=True):
         g["think_tokens"] = k

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from train.config import Config
+from train.config import Config, EvaluationConfig
 from train.models import inference_dtype
 from train.protocol import MIN_NEW_TOKENS, STOP
 
@@ -39,51 +39,72 @@ def vllm_usable(wanted: bool) -> bool:
 
 
 def generate_vllm(cfg: Config, model_path: str, prompts: list[str]) -> list[dict]:
-    """`n` samples per prompt with vLLM, flattened prompt-major: [{text, num_tokens, truncated}, ...]."""
+    """`n` samples per prompt with a vLLM engine of its own, flattened prompt-major: [{text, num_tokens, truncated}]."""
     import gc
 
     import torch
-    from vllm import LLM, SamplingParams
+    from vllm import LLM
 
     from train.models import load_tokenizer
 
     # The engine's worker process must be spawned: forking after this process touched CUDA (the trainer did,
     # and so does any torch.cuda query) fails with "Cannot re-initialize CUDA in forked subprocess".
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
-    ev, seed = cfg.evaluation, cfg.training.seed
+    ev = cfg.evaluation
     # Held-out prompts are not length-filtered (the split must not depend on the tokenizer), so the context
-    # is sized for the longest prompt, capped by the model's own context; a prompt that leaves less than
-    # max_tokens gets the rest of the context as its budget, one that fills the context is not generated.
-    lengths = [len(ids) for ids in load_tokenizer(model_path)(prompts)["input_ids"]]
+    # is sized for the longest prompt, capped by the model's own context.
+    lengths = prompt_lengths(load_tokenizer(model_path), prompts)
     context = model_context(model_path) or max(lengths) + ev.max_tokens
     max_model_len = min(context, max(lengths) + ev.max_tokens)
-    params = []
-    for n_prompt in lengths:
-        budget = min(ev.max_tokens, max_model_len - n_prompt)
-        params.append(SamplingParams(n=ev.n, temperature=ev.temperature, top_p=ev.top_p,
-                                     max_tokens=max(budget, 1), stop=[STOP], include_stop_str_in_output=True,
-                                     min_tokens=min(MIN_NEW_TOKENS, max(budget, 1))))
-    # No per-request seed: vLLM samples each seeded request with its own generator (a slower path); the
-    # engine's global seed below already makes a run reproducible for the same prompts and settings.
     fits = [i for i, n_prompt in enumerate(lengths) if n_prompt < max_model_len]
     if len(fits) < len(prompts):
         print(f"[eval] {len(prompts) - len(fits)} prompt(s) longer than the model's context ({context}); "
               "they count as truncated format failures", flush=True)
-    dtype = inference_dtype(cfg.model.dtype)
     seqs = min(len(fits) * ev.n, MAX_NUM_SEQS)
     # at most half of the evaluation's share: the rest holds the weights, activations and CUDA graphs; with a
     # smaller cache vLLM decodes fewer sequences at once
     share = ev.gpu_memory_utilization * gpu_total_memory()
     kv_bytes = min(kv_cache_bytes(model_path, max_model_len, seqs), int(share / 2))
     t0 = time.time()
-    llm = LLM(model=model_path, gpu_memory_utilization=ev.gpu_memory_utilization, seed=seed, dtype=dtype,
-              max_model_len=max_model_len, max_num_seqs=seqs, kv_cache_memory_bytes=kv_bytes)
-    t1 = time.time()
-    outputs = llm.generate([prompts[i] for i in fits], [params[i] for i in fits], use_tqdm=True)
-    gen_s = time.time() - t1
+    llm = LLM(model=model_path, gpu_memory_utilization=ev.gpu_memory_utilization, seed=cfg.training.seed,
+              dtype=inference_dtype(cfg.model.dtype), max_model_len=max_model_len, max_num_seqs=seqs,
+              kv_cache_memory_bytes=kv_bytes)
+    print(f"[eval] vLLM engine ready in {time.time() - t0:.1f} s", flush=True)
+    gens = generate_with(llm, ev, prompts, lengths, max_model_len)
+    del llm
+    gc.collect()
+    torch.cuda.empty_cache()
+    return gens
+
+
+def prompt_lengths(tokenizer, prompts: list[str]) -> list[int]:
+    """Prompt tokens as vLLM counts them (special tokens added as the tokenizer adds them)."""
+    return [len(ids) for ids in tokenizer(prompts)["input_ids"]]
+
+
+def generate_with(llm, ev: EvaluationConfig, prompts: list[str], lengths: list[int], max_model_len: int) -> list[dict]:
+    """The evaluation's samples from a running engine (its own, or the trainer's colocated one), prompt-major.
+
+    Each prompt gets `ev.max_tokens` new tokens, or what the engine's context leaves after it; a prompt that
+    fills the context is not generated and counts as a truncated format failure.
+    """
+    from vllm import SamplingParams
+
+    # No per-request seed: vLLM samples each seeded request with its own generator (a slower path); the
+    # engine's global seed already makes a run reproducible for the same prompts and settings.
+    fits = [i for i, n_prompt in enumerate(lengths) if n_prompt < max_model_len]
+    params = []
+    for i in fits:
+        budget = min(ev.max_tokens, max_model_len - lengths[i])
+        params.append(SamplingParams(n=ev.n, temperature=ev.temperature, top_p=ev.top_p, max_tokens=budget,
+                                     stop=[STOP], include_stop_str_in_output=True,
+                                     min_tokens=min(MIN_NEW_TOKENS, budget)))
+    t0 = time.time()
+    outputs = llm.generate([prompts[i] for i in fits], params, use_tqdm=True) if fits else []
+    gen_s = time.time() - t0
     n_tokens = sum(len(c.token_ids) for o in outputs for c in o.outputs)
-    print(f"[eval] vLLM engine ready in {t1 - t0:.1f} s; {n_tokens} tokens generated in {gen_s:.1f} s "
-          f"({n_tokens / max(gen_s, 1e-9):.0f} tokens/s)", flush=True)
+    print(f"[eval] {n_tokens} tokens generated in {gen_s:.1f} s ({n_tokens / max(gen_s, 1e-9):.0f} tokens/s)",
+          flush=True)
     by_prompt = dict(zip(fits, outputs, strict=True))
     gens = []
     for i in range(len(prompts)):
@@ -92,9 +113,6 @@ def generate_vllm(cfg: Config, model_path: str, prompts: list[str]) -> list[dict
             continue
         for o in by_prompt[i].outputs:
             gens.append({"text": o.text, "num_tokens": len(o.token_ids), "truncated": o.finish_reason == "length"})
-    del llm
-    gc.collect()
-    torch.cuda.empty_cache()
     return gens
 
 
@@ -113,6 +131,30 @@ def kv_cache_bytes(model_path: str, max_model_len: int, seqs: int) -> int:
     kv_heads = getattr(conf, "num_key_value_heads", None) or conf.num_attention_heads
     per_token = 2 * conf.num_hidden_layers * kv_heads * head_dim * 2  # K and V, 2 bytes each
     return int(1.05 * per_token * max_model_len * seqs)
+
+
+def colocate_share(model_path: str, seqs: int, max_model_len: int, total_bytes: int, tensor_parallel: int = 1) -> float:
+    """The share of a card that a colocated engine needs for one GPU's `seqs` rollouts of up to `max_model_len`
+    tokens at once: bf16 weights, their KV cache (both split over the engine's `tensor_parallel` GPUs), and 2 GiB
+    for vLLM's activations, sampler and CUDA graphs. vLLM counts all three inside `gpu_memory_utilization`; the
+    rest of the card is the trainer's.
+
+    >>> colocate_share("tests/fixtures/qwen2.5-1.5b-config", 64, 1024, 80 * 2**30)  # B1 on an 80 GiB card
+    0.084
+    """
+    weights = 2 * parameter_count(model_path) / tensor_parallel
+    need = weights + kv_cache_bytes(model_path, max_model_len, seqs) + 2 * 2**30
+    return round(min(0.9, need / total_bytes), 3)
+
+
+def parameter_count(model_path: str) -> int:
+    """Parameters of the model's architecture, counted on the meta device (nothing is loaded or allocated)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_path))
+    return sum(p.numel() for p in model.parameters())
 
 
 def gpu_total_memory() -> int:

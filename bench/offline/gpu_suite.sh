@@ -4,8 +4,12 @@
 # After `source bench/offline/gpu_setup.sh` (docs/offline-gpu.md):
 #   bash bench/offline/gpu_suite.sh SUITE
 # SUITE (GPUs it needs):
-#   step-time (1)  B1 one change at a time from the YAML defaults, TRL's defaults, micro-batch 16, transformers
-#                  generation; B2 with the defaults, and without checkpointing and sleep mode
+#   step-time (1)  B1: the YAML defaults (one step profiled), TRL's defaults, the project's earlier defaults
+#   levers    (1)  B1 with one lever of the defaults undone at a time: the importance-sampling correction, vLLM's
+#                  log-probs, micro-batch 16, sleep mode, checkpointing, a fixed 0.3 share
+#   b2        (1)  B2 (the recipe's batch): the YAML defaults and TRL's defaults
+#   wall      (1)  launch to answer: 3 steps of B1's batch on the random 1.5B model, saved, evaluated on 500
+#                  held-out problems on the trainer's engine and on an engine of its own
 #   scaling   (2)  B1 per GPU: the 1-GPU baseline on GPU 0 and on GPU 1; DDP, FSDP2, ZeRO-2, ZeRO-3 and server
 #                  mode on 2 GPUs, and on 4 where there are 4; two machines rehearsed on this one (--nodes 2)
 #   largest   (2)  the recipe's batch (B2) with 3B and 7B on each engine that holds them; with 4 GPUs, FSDP2 7B
@@ -18,7 +22,7 @@
 #   bash bench/offline/gpu_collect.sh 600
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-SUITES="step-time scaling largest eval"
+SUITES="step-time levers b2 wall scaling largest eval"
 SUITE="${1:-}"
 if [[ -z $SUITE || " $SUITES " != *" $SUITE "* ]]; then
   echo "usage: bash bench/offline/gpu_suite.sh SUITE, one of: $SUITES" >&2
@@ -29,7 +33,8 @@ WORK="${WORK:-/tmp/gpu-bench}"  # the random models and problems, built once and
 mkdir -p "$RES"
 trap 'touch "$RES/DONE"' EXIT  # also when the suite stops early: gpu_collect.sh stops waiting
 NG=$(nvidia-smi -L | wc -l)
-H100=(-- vllm.gpu_memory_utilization=0.17)  # vLLM's 24 GiB of an H200, as 0.3 gives on an 80 GB H100
+# scaling and largest: vLLM's 24 GiB of an H200, as 0.3 gives on an 80 GB H100
+H100=(-- vllm.gpu_memory_utilization=0.17)
 echo "$(date +%T) suite $SUITE on $NG GPU(s) at $(git rev-parse --short HEAD 2>/dev/null)" >> "$RES/progress"
 
 job() {  # job NAME GPUS COMMAND...: one measurement on the given GPUs, with a vLLM compile cache per GPU set
@@ -61,15 +66,30 @@ need() {
   fi
 }
 
-step_time() {
+step_time() {  # the defaults size vLLM's share from the batch: on an H200 as on an H100
   need 1
   prepare 1.5B
-  bench b1_one_change 0 --shape B1 --steps 6 --variants ours,sleep_off,ckpt_off,sleep_ckpt_off,trl_default \
-    "${H100[@]}"
-  bench b1_mb16 0 --shape B1 --steps 4 --variants mb16 "${H100[@]}" training.gradient_checkpointing=false
-  bench b1_no_vllm 0 --shape B1 --variants no_vllm --no-vllm-steps 2 "${H100[@]}"
-  bench b2_defaults 0 --shape B2 --steps 3 --variants ours "${H100[@]}"
-  bench b2_sleep_ckpt_off 0 --shape B2 --steps 4 --variants sleep_ckpt_off "${H100[@]}"
+  bench b1_defaults_vs_trl 0 --shape B1 --steps 6 --profile-step 3 --variants ours,trl_default,old_defaults
+}
+
+levers() {
+  need 1
+  prepare 1.5B
+  bench b1_levers 0 --shape B1 --steps 5 --variants correction_on,logprobs_on,mb16,sleep_on,ckpt_on,share_03
+}
+
+b2() {
+  need 1
+  prepare 1.5B
+  bench b2_defaults_vs_trl 0 --shape B2 --steps 3 --variants ours,trl_default
+}
+
+wall() {
+  need 1
+  prepare 1.5B
+  job wall 0 python3 bench/wall_time.py --work "$WORK" --variants ours,own_engine --out "$RES/wall.json" -- \
+    training.max_steps=3 training.prompts_per_step=8 grpo.max_completion_length=512 evaluation.max_tokens=512
+  rm -rf "$WORK"/wall-*/
 }
 
 scaling() {
@@ -121,6 +141,9 @@ eval_speed() {
 
 case $SUITE in
   step-time) step_time ;;
+  levers) levers ;;
+  b2) b2 ;;
+  wall) wall ;;
   scaling) scaling ;;
   largest) largest ;;
   eval) eval_speed ;;
