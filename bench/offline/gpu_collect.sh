@@ -14,7 +14,7 @@ mkdir -p "$tmp/results"
   mkdir -p "$tmp/results/$(dirname "$f")"
   tail -n 400 "$RES/$f" > "$tmp/results/$f"
 done
-( cd "$RES" && find . \( -name '*.json' -o -name '*.jsonl' -o -name '*.png' -o -name progress -o -name DONE \) -size -8M \
+( cd "$RES" && find . \( -name '*.json' -o -name '*.jsonl' -o -name '*.png' -o -name '*.profile.txt' -o -name progress -o -name DONE \) -size -8M \
   -exec cp --parents {} "$tmp/results/" \; )
 tar -C "$tmp" -czf "${OUT:-/tmp}/results.tgz" results
 ls -la "${OUT:-/tmp}/results.tgz"

@@ -50,6 +50,7 @@ bench() {  # bench NAME GPUS GRPO_STEP_ARGS...: bench/grpo_step.py, its training
   shift 2
   job "$name" "$gpus" python3 bench/grpo_step.py --work "$WORK" --scratch "/tmp/bench-$name" \
     --out "$RES/$name.json" "$@"
+  cp "/tmp/bench-$name"/*.profile.txt "$RES/" 2>/dev/null  # --profile-step's tables
   rm -rf "/tmp/bench-$name"  # checkpoints of random weights, GBs each, on a disk every job shares
 }
 large() {  # large NAME GPUS N MODEL VARIANT [GRPO_STEP_ARGS...]: the recipe's batch (B2) over N GPUs, 2 steps
