@@ -87,6 +87,8 @@ _LOWER_RE = re.compile(r"(\\[a-zA-Z]+)|[A-Z]+")
 _SPACE_THOUSANDS_RE = re.compile(r"(?<![\w.,^_\\])\d{1,3}(?: \d{3})+(?![\w/]| \d)")
 # pi and inf written as words, as the reference's LaTeX-to-text step reads \pi and \infty.
 _WORD_CONSTANT_RE = re.compile(r"(?<![a-zA-Z\\])(pi|inf)(?![a-zA-Z])", re.IGNORECASE)
+# sqrt written as a word, as models do ("2*sqrt(3)"): read as \sqrt, as the reference's letter guard does.
+_WORD_SQRT_RE = re.compile(r"(?<![a-zA-Z\\])sqrt(?![a-zA-Z])", re.IGNORECASE)
 # A decimal this close to an integer is that integer (the reference's tolerance): 4.99999999 is 5.
 INTEGER_TOLERANCE = 1e-7
 _DECIMAL_RE = re.compile(r"-?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?e[-+]?\d{1,3})")
@@ -99,6 +101,21 @@ def _unwrap_macros(s: str, macro_re: re.Pattern[str] = _TEXT_MACRO_RE) -> str:
         if end is None:
             return s  # malformed: leave the rest as it is, it will simply not match
         s = s[: m.start()] + s[m.end() : end] + s[end + 1 :]
+    return s
+
+
+def _read_word_sqrt(s: str) -> str:
+    """``sqrt`` as a word is ``\\sqrt``, and the parentheses right after it its braces (when balanced), so that
+    ``(1+sqrt(5))/2`` reads as ``(1+\\sqrt{5})/2``: valid LaTeX, and no four unknown letters."""
+    pos = 0
+    while (m := _WORD_SQRT_RE.search(s, pos)) is not None:
+        arg = len(s) - len(s[m.end() :].lstrip())  # the first character after sqrt that is not a space
+        end = match_brace(s, arg) if s.startswith("(", arg) else None
+        if end is None:  # sqrt3, sqrt{3}, or unbalanced: the command alone, the shorthand rule does the rest
+            s = s[: m.start()] + "\\sqrt" + s[m.end() :]
+        else:
+            s = s[: m.start()] + "\\sqrt{" + s[arg + 1 : end] + "}" + s[end + 1 :]
+        pos = m.start() + len("\\sqrt")  # an inner sqrt(...) is read on the next pass
     return s
 
 
@@ -211,6 +228,7 @@ def normalize_answer(s: str, strip_units: bool = True) -> str:
     s = _unwrap_macros(s).strip()
     s = _strip_outer_braces(s)
     s = _WORD_CONSTANT_RE.sub(lambda m: "\\pi" if m.group(1).lower() == "pi" else "\\infty", s)
+    s = _read_word_sqrt(s)
     # "x = 5" -> "5" when the left side is a short name (reference rule); equations stay whole.
     if s.count("=") == 1 and len(s.split("=")[0].strip()) <= 2:
         s = s.split("=")[1].strip()
