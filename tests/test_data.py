@@ -253,6 +253,21 @@ def test_the_cache_follows_the_grader_code(monkeypatch):
     assert cache_key("data") != before
 
 
+@pytest.mark.parametrize("part", ["grader_extract", "grader_normalize"])
+def test_the_cache_follows_the_graders_parts(monkeypatch, part):
+    """The gold answers come from the grader's parts beside its face: a change in one recomputes them."""
+    import importlib
+    import inspect
+
+    from train.data import cache_key
+
+    module = importlib.import_module(f"train.{part}")
+    before = cache_key("data")
+    real = inspect.getsource
+    monkeypatch.setattr(inspect, "getsource", lambda o: real(o) + ("#" if o is module else ""))
+    assert cache_key("data") != before
+
+
 def test_a_first_batch_without_any_gold_answer(tmp_path):
     """The gold column is typed: a first batch of rows without gold (all None) must not fix its type to null."""
     rows = [{"problem": f"p{i}", "solution": "no answer" if i < 2500 else f"so \\boxed{{{i}}}", "source": "s"}

@@ -157,6 +157,23 @@ def test_plots_written(tmp_path):
     assert not (tmp_path / "none.png").exists()
 
 
+def test_the_share_correct_band_stays_within_0_and_1(tmp_path, monkeypatch):
+    """The band around the share answered correctly is its spread over the step's rollouts (mean +- std); a share
+    lies in [0, 1], so the band is drawn clipped there (0.1 +- 0.3 would reach -0.2)."""
+    import matplotlib.axes
+
+    bands = []
+    real = matplotlib.axes.Axes.fill_between
+    monkeypatch.setattr(matplotlib.axes.Axes, "fill_between",
+                        lambda ax, x, lo, hi, **kw: bands.append((list(lo), list(hi))) or real(ax, x, lo, hi, **kw))
+    history = [{"step": 1, "reward": 0.1, "reward_std": 0.3}, {"step": 2, "reward": 0.9, "reward_std": 0.3},
+               {"step": 3, "reward": 0.5, "reward_std": 0.25}]
+    assert plot_training_curves(history, tmp_path / "curves.png")
+    ((lo, hi),) = bands
+    assert min(lo) == 0.0 and max(hi) == 1.0  # clipped where mean - std < 0 and mean + std > 1
+    assert (lo[2], hi[2]) == (0.25, 0.75)  # untouched inside
+
+
 # ------------------------------------------------------------------------------------ generation bookkeeping
 @pytest.mark.parametrize("text,tail,max_tokens,expected", [
     # stopped at </answer>, the rest of the row is padding (pad == EOS here): not truncated

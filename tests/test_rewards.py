@@ -277,6 +277,35 @@ def test_reference_classes(answer, gold, expected):
     assert r1_zero_reward_fn(wrap(answer), gold)["answer_reward"] == expected
 
 
+# Square roots written as a word, as models often do: "sqrt" is read as \sqrt, its parentheses as braces, so
+# that its four letters do not count as unknowns (the reference's letter guard skips "sqrt" too).
+WORD_SQRT_CASES = [
+    pytest.param("sqrt(3)", "\\sqrt{3}", 1.0, id="sqrt-call"),  # the plain case
+    pytest.param("2*sqrt(3)", "2\\sqrt{3}", 1.0, id="sqrt-times"),  # an explicit product
+    pytest.param("2sqrt(3)", "2\\sqrt3", 1.0, id="sqrt-implicit-product"),  # an implicit one
+    pytest.param("(1+sqrt(5))/2", "\\frac{1+\\sqrt{5}}{2}", 1.0, id="sqrt-golden-ratio"),  # inside a fraction
+    pytest.param("sqrt(2)/2", "\\frac{\\sqrt2}{2}", 1.0, id="sqrt-over-two"),
+    pytest.param("sqrt(12)", "2\\sqrt{3}", 1.0, id="sqrt-simplified"),  # compared symbolically
+    pytest.param("sqrt3", "\\sqrt{3}", 1.0, id="sqrt-no-parentheses"),  # like the \sqrt3 shorthand
+    pytest.param("sqrt{3}", "\\sqrt{3}", 1.0, id="sqrt-braces"),  # a forgotten backslash
+    pytest.param("SQRT(3)", "\\sqrt{3}", 1.0, id="sqrt-upper-case"),  # as PI is \pi
+    pytest.param("sqrt(x+1)", "\\sqrt{x+1}", 1.0, id="sqrt-of-expression"),  # one unknown letter
+    pytest.param("sqrt(sqrt(2))", "\\sqrt{\\sqrt{2}}", 1.0, id="sqrt-nested"),  # both read
+    pytest.param("(sqrt(3), 1)", "(\\sqrt{3}, 1)", 1.0, id="sqrt-in-tuple"),  # its parentheses are no tuple
+    pytest.param("sqrt(2)pi", "\\sqrt{2}\\pi", 1.0, id="sqrt-times-word-pi"),  # with pi as a word
+    pytest.param("\\sqrt{3}", "sqrt(3)", 1.0, id="sqrt-in-gold"),  # also in the gold
+    pytest.param("sqrt(5)", "\\sqrt{3}", 0.0, id="sqrt-wrong"),  # still compared by value
+    pytest.param("sqrt(3)/2", "\\frac{\\sqrt{3}}{3}", 0.0, id="sqrt-wrong-denominator"),
+    pytest.param("sqrt(9)", "3", 0.0, id="sqrt-integer-gold"),  # an integer gold needs an integer answer
+    pytest.param("sqrt(3", "\\sqrt{3}", 0.0, id="sqrt-unclosed"),  # unbalanced: not read
+]
+
+
+@pytest.mark.parametrize(("answer", "gold", "expected"), WORD_SQRT_CASES)
+def test_square_roots_as_words(answer, gold, expected):
+    assert r1_zero_reward_fn(wrap(answer), gold)["answer_reward"] == expected
+
+
 # --------------------------------------------------------------------------------------------------
 # Extraction
 

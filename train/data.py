@@ -187,9 +187,10 @@ def cache_key(*parts) -> str:
 
     from datasets.fingerprint import Hasher
 
-    from train import rewards_math
+    from train import grader_extract, grader_normalize, rewards_math
 
-    code = "".join(inspect.getsource(f) for f in (_golds, _prompts, render)) + inspect.getsource(rewards_math)
+    grader = (rewards_math, grader_extract, grader_normalize)  # the face and the parts extract_gold runs
+    code = "".join(inspect.getsource(f) for f in (_golds, _prompts, render, *grader))
     return Hasher.hash([hashlib.sha256(code.encode()).hexdigest(), *parts])
 
 

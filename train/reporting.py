@@ -166,6 +166,17 @@ def curve_panels(log_history: list[dict]) -> list[tuple[str, list[str]]]:
     return panels
 
 
+def share_band(means: list[float], stds: list[float]) -> tuple[list[float], list[float]]:
+    """The band mean +- std around a share, clipped to [0, 1]: a share cannot leave it, whatever its spread.
+
+    >>> share_band([0.25, 0.5, 0.75], [0.5, 0.25, 0.5])
+    ([0.0, 0.25, 0.25], [0.75, 0.75, 1.0])
+    """
+    lower = [max(0.0, m - s) for m, s in zip(means, stds, strict=True)]
+    upper = [min(1.0, m + s) for m, s in zip(means, stds, strict=True)]
+    return lower, upper
+
+
 def plot_training_curves(log_history: list[dict], path: Path) -> bool:
     """The run's curves from the trainer's `log_history`; False (nothing written) when none are logged."""
     panels = curve_panels(log_history)
@@ -187,9 +198,7 @@ def plot_training_curves(log_history: list[dict], path: Path) -> bool:
             ax.plot(xs, ys, marker="." if len(xs) < 30 else None, label=name)
             std = name.replace("/mean", "/std") if name.endswith("/mean") else f"{name}_std"
             if name == "reward" and any(std in e for e in log_history):  # the spread over the step's rollouts
-                sd = [e.get(std, 0.0) for _, e in logged]
-                ax.fill_between(xs, [y - d for y, d in zip(ys, sd, strict=True)],
-                                [y + d for y, d in zip(ys, sd, strict=True)], alpha=0.15)
+                ax.fill_between(xs, *share_band(ys, [e.get(std, 0.0) for _, e in logged]), alpha=0.15)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
