@@ -77,7 +77,9 @@ VARIANTS = {
     "no_vllm": ["vllm.use_vllm=false"],
     "server": ["vllm.mode=server", "vllm.enable_sleep_mode=false"],  # the server keeps its GPUs: no sleep mode
 }
-ENV = {"logprobs_on": {"BENCH_LOGPROBS": "1"}}  # variants that differ by the worker's patches, not the config
+# variants that differ by the worker's patches, not the config; TRL's defaults keep TRL's shuffled, padded
+# micro-batches (the same as ours where every completion has one length, as here: it matters for real answers)
+ENV = {"logprobs_on": {"BENCH_LOGPROBS": "1"}, "trl_default": {"BENCH_TRL_BATCHES": "1"}}
 ARCH = {  # Qwen2.5 shapes (config.json of the released models)
     "1.5B": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
                  num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
@@ -302,6 +304,12 @@ def worker(config: str, config_overrides: list[str], result: str, length: int) -
         from train.trainer import R1GRPOTrainer
 
         R1GRPOTrainer._reads_sampling_logprobs = lambda self: True
+    if os.environ.get("BENCH_TRL_BATCHES"):
+        from trl import GRPOTrainer
+
+        from train.trainer import R1GRPOTrainer
+
+        R1GRPOTrainer._prepare_inputs = GRPOTrainer._prepare_inputs
 
     cuda = torch.cuda.is_available()  # False only when the worker is tried on a CPU
     profile = Profile(int(os.environ.get("BENCH_PROFILE_STEP", 0)), Path(result).with_suffix(".profile.txt"))
