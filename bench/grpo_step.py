@@ -28,7 +28,8 @@ Variants: `ours` (the YAML defaults), one change at a time from it (`sleep_off`,
 `ckpt_on`, `bf16_weights`, `fp32_weights`, `mb16`, `mb32`, `adamw`), `sleep_ckpt_off` (two changes),
 `trl_default` (TRL's defaults with vLLM colocate: float32 weights with bf16 autocast, sleep mode off, no
 gradient checkpointing, dapo loss, plain AdamW), `no_vllm` (transformers generation), `server` (vLLM server
-on the last GPU, the others train).
+on the last GPU, the others train), `lora` (LoRA adapters on the frozen base: `peft.enabled=true`), `lora_bf16`
+(the same with the base in bfloat16), e.g. `--model 7B --shape B2 --variants lora,lora_bf16` on one GPU.
 `--nodes N` rehearses N machines on this one: N launchers at once, each given its share of the visible GPUs
 and `--num-machines N --machine-rank R --main-process-ip 127.0.0.1`, so the multi-node rendezvous, global ranks
 and cross-"node" traffic run as on a cluster (over this host's interconnect, not a network).
@@ -68,6 +69,9 @@ VARIANTS = {
                     "grpo.loss_type=dapo", "training.optim=adamw_torch", "training.micro_batch_size=8"],
     "no_vllm": ["vllm.use_vllm=false"],
     "server": ["vllm.mode=server", "vllm.enable_sleep_mode=false"],  # the server keeps its GPUs: no sleep mode
+    # LoRA adapters (rank 16, every linear layer) on the frozen base; then with the base in bf16 (adapters stay fp32)
+    "lora": ["peft.enabled=true"],
+    "lora_bf16": ["peft.enabled=true", "model.dtype=bfloat16"],
 }
 ARCH = {  # Qwen2.5 shapes (config.json of the released models)
     "1.5B": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
@@ -336,6 +340,7 @@ def worker(config: str, config_overrides: list[str], result: str, length: int) -
         Path(output_dir).mkdir(parents=True, exist_ok=True)
 
     trl.GRPOTrainer.save_model = skip_weights
+    tt.merge_final_model = lambda *a, **k: None  # LoRA: no adapter was saved to merge
     # nor the checkpoint transformers writes at the last step: 7B's ZeRO-3 optimizer state filled 128 GB of disk
     trl.GRPOTrainer._save_checkpoint = lambda self, model, trial: None
     rc = tt.run(config, config_overrides)

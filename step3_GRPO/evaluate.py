@@ -108,14 +108,22 @@ def run(args) -> dict:
         check_writable(out_dir, "--output-dir")
         model_path = materialize(cfg.model)
     else:
+        from train.lora import is_adapter
+
         model = resolve_path(args.model) if args.model else run_dir / "final_model"
-        if not (model / "config.json").is_file():
+        if not (model / "config.json").is_file() and not is_adapter(model):
             what = "has no config.json" if model.is_dir() else "not found"
             raise ConfigError(f"--model: {model} {what} (give a model folder, a checkpoint-N folder, or 'base')")
         model_path = str(model)
         out_dir = Path(args.output_dir).expanduser() if args.output_dir else model / "eval"
         check_writable(out_dir, "--output-dir")
         run_dir = model.parent
+        if is_adapter(model):  # a LoRA run's checkpoint: evaluated as its base with the adapter merged in
+            from train.lora import merge_adapter
+            from train.models import inference_dtype
+
+            print(f"[eval] merging the LoRA adapter {model} into {out_dir / 'merged_model'}", flush=True)
+            model_path = str(merge_adapter(model, out_dir / "merged_model", inference_dtype(cfg.model.dtype)))
 
     # 2. problems: the held-out split, recomputed from data + seed and checked against the run's record of it;
     #    or, with --data, every row of a transfer set
@@ -137,7 +145,7 @@ def run(args) -> dict:
     # 3. evaluate (plus the run's training curves when it left a trainer state)
     from train.evaluation import evaluate
 
-    state = None if base else find_trainer_state(Path(model_path))
+    state = None if base else find_trainer_state(model)
     history = json.loads(state.read_text()).get("log_history", []) if state else None
     return evaluate(cfg, model_path, heldout, out_dir, log_history=history, heldout_ids_file=ids_file,
                     split="all" if args.data else "heldout")

@@ -101,8 +101,13 @@ def grpo_args(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int):
 def check_launch(cfg: Config, world_size: int) -> BatchPlan:
     """The checks that need the launch but no model, data or GPU; the launcher runs them once before it starts
     any process, each process again."""
+    from train.reward_funcs import reward_functions
+    from train.tracking import check_trackers
+
     plan = plan_batch(cfg, world_size)
     check_trl_section(cfg, plan)
+    reward_functions(cfg)  # each reward imports and takes TRL's arguments
+    check_trackers(cfg.logging)
     return plan
 
 
@@ -129,7 +134,7 @@ def check_trl_section(cfg: Config, plan: BatchPlan) -> None:
 
 
 def grpo_kwargs(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int) -> dict:
-    from train.tracking import wandb_mode
+    from train.tracking import tracking_kwargs
 
     t, g, v, ev = cfg.training, cfg.grpo, cfg.vllm, cfg.evaluation
     use_vllm = v.use_vllm and on_gpu
@@ -166,7 +171,7 @@ def grpo_kwargs(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int) -> d
         num_iterations=g.num_iterations,
         mask_truncated_completions=False,  # R1GRPOTrainer masks: TRL's mask counts an </answer> stop as a cut
         generation_kwargs=generation_kwargs(use_vllm),
-        reward_weights=[1.0, 0.0],  # the answer reward trains; the format rate is only logged
+        reward_weights=list(cfg.rewards.values()),  # in reward_functions(cfg)'s order; the recipe: answer 1, format 0
         use_vllm=use_vllm,
         vllm_mode=v.mode,
         vllm_gpu_memory_utilization=v.gpu_memory_utilization,
@@ -183,8 +188,7 @@ def grpo_kwargs(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int) -> d
         per_device_eval_batch_size=g.group_size,
         logging_steps=cfg.logging.logging_steps,
         log_completions=cfg.logging.log_completions,
-        report_to=["wandb"] if wandb_mode(cfg.logging) else "none",
-        run_name=cfg.logging.run_name,
+        **tracking_kwargs(cfg.logging),
         dataloader_num_workers=0,
     )
 
@@ -243,11 +247,13 @@ def run(config_path: str, overrides: list[str]) -> int:
     output = plan_output_dir(cfg)
 
     from train.data import build_splits, load_rows, to_trl_dataset, write_heldout_ids
+    from train.lora import ADAPTER_DIR, check_lora, lora_config
     from train.models import check_model_source, eos_token_ids, has_gpu, load_policy, load_tokenizer, materialize
-    from train.tracking import setup_wandb_env, sync_command
+    from train.tracking import setup_tracking_env, sync_command
 
     check_model_source(cfg.model)
     out = Path(cfg.checkpointing.output_dir).expanduser()
+    final_dir, adapter_dir = out / "final_model", out / ADAPTER_DIR
     on_gpu = has_gpu()
     if cfg.vllm.use_vllm and on_gpu:
         import importlib.util
@@ -266,7 +272,7 @@ def run(config_path: str, overrides: list[str]) -> int:
         rows = load_rows(cfg.data)
     with state.main_process_first():
         model_path = materialize(cfg.model)
-    check_disk(cfg, model_path, output)
+    check_disk(cfg, model_path, output, adapter_params=check_lora(cfg, model_path))
     with state.main_process_first():  # the others wait while rank 0 moves another run aside
         if rank == 0:
             claim_output_dir(out, output)
@@ -286,7 +292,7 @@ def run(config_path: str, overrides: list[str]) -> int:
     log(f"data: {splits.stats}")
 
     # 4. policy model and TRL arguments
-    setup_wandb_env(cfg.logging, out)
+    setup_tracking_env(cfg.logging, out)
     periodic = splits.heldout[: cfg.evaluation.periodic_samples] if cfg.evaluation.every_steps else []
     args = grpo_args(cfg, plan, on_gpu, len(periodic))
     model = load_policy(model_path, cfg.model.dtype)
@@ -298,13 +304,14 @@ def run(config_path: str, overrides: list[str]) -> int:
         model.generate = functools.partial(type(model).generate, model, tokenizer=tokenizer)
 
     # 5. rewards and trainer
-    from train.rewards_math import answer_reward, format_reward
+    from train.reward_funcs import reward_functions
     from train.trainer import CheckpointLoadError, R1GRPOTrainer
 
     trainer = R1GRPOTrainer(
         mask_truncated_completions=cfg.grpo.mask_truncated_completions,
         model=model,
-        reward_funcs=[answer_reward, format_reward],
+        reward_funcs=reward_functions(cfg),
+        peft_config=lora_config(cfg.peft),
         args=args,
         train_dataset=to_trl_dataset(splits.train),
         eval_dataset=to_trl_dataset(periodic) if periodic else None,
@@ -329,18 +336,22 @@ def run(config_path: str, overrides: list[str]) -> int:
         fix = (f"continue from the previous complete one with checkpointing.resume={output.previous}"
                if output.previous else "start over with checkpointing.resume=never checkpointing.overwrite=true")
         raise ConfigError(f"checkpoint {e.path} cannot be loaded ({e.reason}); {fix}") from None
-    final_dir = out / "final_model"
-    trainer.save_model(str(final_dir))
+    # with LoRA the trainer saves the adapter, merged into final_model/ once the trainer's memory is freed
+    trainer.save_model(str(adapter_dir if cfg.peft.enabled else final_dir))
     log_history = list(trainer.state.log_history)
     if rank == 0:
+        final_dir.mkdir(parents=True, exist_ok=True)
         trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
-    log(f"saved {final_dir}")
+    generation_config = model.generation_config
 
     # 7. final evaluation: rank 0 alone, after the trainer's memory is freed
     if hasattr(trainer, "vllm_generation"):
         del trainer.vllm_generation
     del trainer, model
     free_memory()
+    if rank == 0 and cfg.peft.enabled:
+        merge_final_model(adapter_dir, final_dir, cfg.model.dtype, model_path, generation_config)
+    log(f"saved {final_dir}")
     rc = 0
     if rank == 0 and cfg.evaluation.enabled:
         rc = final_evaluation(cfg, config_path, overrides, final_dir, splits.heldout, heldout_file, log_history)
@@ -348,6 +359,15 @@ def run(config_path: str, overrides: list[str]) -> int:
     if sync:  # wandb's own hint is silenced (WANDB_SILENT), so say it once at the end
         log(f"wandb recorded this run offline; upload it with: {sync}")
     return rc
+
+
+def merge_final_model(adapter_dir: Path, final_dir: Path, dtype: str, base: str, generation_config) -> None:
+    """LoRA: final_model/ = the base with the trained adapter merged in (bench/grpo_step.py, which saves no weights,
+    replaces this)."""
+    from train.lora import merge_adapter
+
+    log(f"merging the LoRA adapter ({adapter_dir}) into {base}")
+    merge_adapter(adapter_dir, final_dir, dtype, base, generation_config)
 
 
 def final_evaluation(cfg, config_path, overrides, final_dir, heldout, heldout_file, log_history) -> int:
