@@ -128,15 +128,17 @@ def run(args) -> dict:
     # 2. problems: the held-out split, recomputed from data + seed and checked against the run's record of it;
     #    or, with --data, every row of a transfer set
     from train.data import build_examples, heldout_examples, load_rows
+    from train.models import load_tokenizer
 
+    tokenizer = load_tokenizer(model_path) if cfg.data.use_chat_template else None  # the prompt is the model's chat
     if args.data:
         cfg.data.path = args.data
-        heldout, ids_file = build_examples(cfg, load_rows(cfg.data)), None
+        heldout, ids_file = build_examples(cfg, load_rows(cfg.data), tokenizer), None
         if not heldout:
             raise ConfigError(f"--data: no row of {args.data} has a gold answer in column "
                               f"'{cfg.data.solution_column}' (set data.solution_column)")
     else:
-        heldout = heldout_examples(cfg, load_rows(cfg.data))
+        heldout = heldout_examples(cfg, load_rows(cfg.data), tokenizer)
         ids_file = next((p for p in (Path(model_path) / "heldout_ids.json", run_dir / "heldout_ids.json")
                          if p.is_file()), None)
         if ids_file is not None:
