@@ -24,6 +24,7 @@ import gc
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project's `train` package importable
@@ -248,6 +249,7 @@ def run(config_path: str, overrides: list[str]) -> int:
 
     from train.data import build_splits, load_rows, to_trl_dataset, write_heldout_ids
     from train.lora import ADAPTER_DIR, check_lora, lora_config
+    from train.model_card import read_summary
     from train.models import check_model_source, eos_token_ids, has_gpu, load_policy, load_tokenizer, materialize
     from train.tracking import setup_tracking_env, sync_command
 
@@ -336,8 +338,10 @@ def run(config_path: str, overrides: list[str]) -> int:
         fix = (f"continue from the previous complete one with checkpointing.resume={output.previous}"
                if output.previous else "start over with checkpointing.resume=never checkpointing.overwrite=true")
         raise ConfigError(f"checkpoint {e.path} cannot be loaded ({e.reason}); {fix}") from None
-    # with LoRA the trainer saves the adapter, merged into final_model/ once the trainer's memory is freed
-    trainer.save_model(str(adapter_dir if cfg.peft.enabled else final_dir))
+    # with LoRA the trainer saves the adapter, merged into final_model/ once the trainer's memory is freed; the Hub
+    # (trl.push_to_hub) gets the final model once its card is written, not here
+    trainer.save_model(str(adapter_dir if cfg.peft.enabled else final_dir), _internal_call=True)
+    saved_at, steps, hub_repo = time.time(), trainer.state.global_step, trainer.hub_model_id
     log_history = list(trainer.state.log_history)
     if rank == 0:
         final_dir.mkdir(parents=True, exist_ok=True)
@@ -355,10 +359,22 @@ def run(config_path: str, overrides: list[str]) -> int:
     rc = 0
     if rank == 0 and cfg.evaluation.enabled:
         rc = final_evaluation(cfg, config_path, overrides, final_dir, splits.heldout, heldout_file, log_history)
+    if rank == 0:
+        publish_final_model(cfg, final_dir, steps, read_summary(out, since=saved_at), hub_repo)
     sync = sync_command(cfg.logging, os.environ.get("WANDB_DIR", out))
     if sync:  # wandb's own hint is silenced (WANDB_SILENT), so say it once at the end
         log(f"wandb recorded this run offline; upload it with: {sync}")
     return rc
+
+
+def publish_final_model(cfg: Config, final_dir: Path, steps: int, summary: dict | None, hub_repo: str | None) -> None:
+    """The model card in final_model/, then (trl.push_to_hub) the final model to the repository TRL created."""
+    from train.model_card import push_final_model, write_model_card
+
+    log(f"model card: {write_model_card(cfg, final_dir, steps, summary)}")
+    if hub_repo:
+        push_final_model(hub_repo, final_dir, cfg.trl)
+        log(f"pushed {final_dir} to the Hub: {hub_repo}")
 
 
 def merge_final_model(adapter_dir: Path, final_dir: Path, dtype: str, base: str, generation_config) -> None:
