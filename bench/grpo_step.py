@@ -49,7 +49,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SHAPES = {"B1": (8, 8, 512), "B2": (32, 8, 1024), "cpu": (2, 4, 16)}  # prompts per step, group size, tokens
 VARIANTS = {

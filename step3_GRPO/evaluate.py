@@ -24,11 +24,8 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project's `train` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from train.checkpoints import check_writable  # noqa: E402
-from train.config import ConfigError, load_config, resolve_path  # noqa: E402
+from train.checkpoints import check_writable
+from train.config import ConfigError, load_config, resolve_path
 
 DEFAULT_CONFIG = "config/grpo_config.yaml"
 

@@ -27,11 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project's `train` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from train.checkpoints import OutputPlan, check_disk, move_aside, plan_output_dir  # noqa: E402
-from train.config import (  # noqa: E402
+from train.checkpoints import OutputPlan, check_disk, move_aside, plan_output_dir
+from train.config import (
     BatchPlan,
     Config,
     ConfigError,

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from train import config as schema
 
-from train import config as schema  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 REFERENCE = ROOT / "docs" / "configuration.md"
 
