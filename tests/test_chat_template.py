@@ -142,11 +142,13 @@ def test_evaluate_renders_the_held_out_prompts_with_the_models_chat_template(tmp
     assert len(seen["prompts"]) == 4 and all(p.startswith("<|im_start|>system\n") for p in seen["prompts"])
 
 
-def test_the_chat_template_needs_the_tokenizer():
-    with pytest.raises(ValueError, match="need the model's tokenizer"):
-        load_template(load_config(None, ["data.use_chat_template=true"]).data)
-    with pytest.raises(ConfigError, match="no chat template"):
-        from types import SimpleNamespace
+def test_the_chat_template_needs_the_tokenizer_and_must_keep_the_placeholder(tiny_model):
+    from transformers import AutoTokenizer
 
-        load_template(load_config(None, ["data.use_chat_template=true"]).data,
-                      SimpleNamespace(chat_template=None, name_or_path="m"))
+    data = load_config(None, ["data.use_chat_template=true"]).data
+    with pytest.raises(ValueError, match="need the model's tokenizer"):
+        load_template(data)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok.chat_template = "{% for m in messages %}{{ m.content | upper }}{% endfor %}"  # rewrites what it is given
+    with pytest.raises(ConfigError, match="changed the {question} placeholder; set data.use_chat_template=false"):
+        load_template(data, tok)

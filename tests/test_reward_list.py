@@ -93,6 +93,14 @@ def test_a_bad_reward_stops_before_the_model_loads(tmp_path, tiny_model, tiny_da
     assert err.startswith("error: ") and message in err and "\n" not in err, err
 
 
+def test_a_rewards_section_with_no_reward_is_refused(tmp_path):
+    from train.config import ConfigError
+
+    (tmp_path / "c.yaml").write_text("rewards: {}\n")
+    with pytest.raises(ConfigError, match="'rewards' lists no reward function; e.g. rewards: {answer: 1.0}"):
+        load_config(tmp_path / "c.yaml")
+
+
 def test_the_launcher_checks_the_rewards_before_it_starts_a_process(my_rewards, capsys):
     from step3_GRPO.launch_plan import main as launch
 
