@@ -3,15 +3,17 @@
     ./launch_trl.sh 1                                   # one GPU
     ./launch_trl.sh 2 training.max_steps=100            # two GPUs, vLLM colocated on each; any key overridable
     python step3_GRPO/train_trl.py --config config/quickstart.yaml     # CPU, offline, a few minutes
+    grpo-math-train --config config/quickstart.yaml    # the same, from any folder (pip install -e . installs it)
 
 The algorithm, as in the reference recipe (CS336 / Dr. GRPO, r1_zero prompt):
 - each step samples `prompts_per_step` problems and `group_size` completions per problem, at temperature 1;
 - each completion is scored by `r1_zero_reward_fn`: 1 if it has the `</think> <answer> ... </answer>` format
-  and the answer matches the gold answer, else 0 (format only gates, it earns nothing by itself);
+  and the answer matches the gold answer, else 0 (format only gates, it earns nothing by itself; `rewards:` can
+  add others);
 - the advantage is the reward minus its group mean, divided by the group std (`scale_rewards: group`);
 - one policy-gradient update per batch of rollouts (on-policy, so the PPO ratio is 1), no KL penalty.
 
-Stages: config -> output dir -> data -> model -> rewards -> trainer -> train -> save -> evaluate.
+Stages: config -> output dir -> data -> model -> rewards -> trainer -> train -> save -> evaluate -> model card.
 A mistake in the configuration or the output folder ends the run before any model is loaded, with one line and
 exit code 2 (docs/troubleshooting.md lists them).
 """
