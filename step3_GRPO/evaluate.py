@@ -4,6 +4,10 @@
     python step3_GRPO/evaluate.py --config config/grpo_config.yaml --model base     # the base model, untrained
     python step3_GRPO/evaluate.py --config config/grpo_config.yaml \\
         --model outputs/grpo-qwen2.5-math-1.5b/checkpoint-100 evaluation.n=4 evaluation.max_samples=500
+    grpo-math-eval --config ... --model ...    # the same, from any folder (pip install -e . installs it)
+
+A LoRA run's checkpoint (an adapter) is evaluated as its base model with the adapter merged in (written to
+<output-dir>/merged_model/).
 
 The held-out problems are recomputed from the config's data and seed (the same ones the run never trained
 on; checked against the run's heldout_ids.json when there is one), so "base" and "final_model" results
