@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # NuminaMath-CoT's sources, weighted roughly as in its train split
 SOURCES = {"cn_k12": 276, "synthetic_math": 167, "orca_math": 153, "olympiads": 150, "synthetic_amc": 62,

@@ -28,7 +28,8 @@ Variants: `ours` (the YAML defaults), one change at a time from it (`sleep_off`,
 `ckpt_on`, `bf16_weights`, `fp32_weights`, `mb16`, `mb32`, `adamw`), `sleep_ckpt_off` (two changes),
 `trl_default` (TRL's defaults with vLLM colocate: float32 weights with bf16 autocast, sleep mode off, no
 gradient checkpointing, dapo loss, plain AdamW), `no_vllm` (transformers generation), `server` (vLLM server
-on the last GPU, the others train).
+on the last GPU, the others train), `lora` (LoRA adapters on the frozen base: `peft.enabled=true`), `lora_bf16`
+(the same with the base in bfloat16), e.g. `--model 7B --shape B2 --variants lora,lora_bf16` on one GPU.
 `--nodes N` rehearses N machines on this one: N launchers at once, each given its share of the visible GPUs
 and `--num-machines N --machine-rank R --main-process-ip 127.0.0.1`, so the multi-node rendezvous, global ranks
 and cross-"node" traffic run as on a cluster (over this host's interconnect, not a network).
@@ -48,7 +49,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SHAPES = {"B1": (8, 8, 512), "B2": (32, 8, 1024), "cpu": (2, 4, 16)}  # prompts per step, group size, tokens
 VARIANTS = {
@@ -76,6 +76,9 @@ VARIANTS = {
                     "vllm.gpu_memory_utilization=0.3", "vllm.importance_sampling_correction=true"],
     "no_vllm": ["vllm.use_vllm=false"],
     "server": ["vllm.mode=server", "vllm.enable_sleep_mode=false"],  # the server keeps its GPUs: no sleep mode
+    # LoRA adapters (rank 16, every linear layer) on the frozen base; then with the base in bf16 (adapters stay fp32)
+    "lora": ["peft.enabled=true"],
+    "lora_bf16": ["peft.enabled=true", "model.dtype=bfloat16"],
 }
 # variants that differ by the worker's patches, not the config; TRL's defaults keep TRL's shuffled, padded
 # micro-batches (the same as ours where every completion has one length, as here: it matters for real answers)
@@ -365,6 +368,7 @@ def worker(config: str, config_overrides: list[str], result: str, length: int) -
         Path(output_dir).mkdir(parents=True, exist_ok=True)
 
     trl.GRPOTrainer.save_model = skip_weights
+    tt.merge_final_model = lambda *a, **k: None  # LoRA: no adapter was saved to merge
     # nor the checkpoint transformers writes at the last step: 7B's ZeRO-3 optimizer state filled 128 GB of disk
     trl.GRPOTrainer._save_checkpoint = lambda self, model, trial: None
     rc = tt.run(config, config_overrides)

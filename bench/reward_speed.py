@@ -15,15 +15,13 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from importlib.metadata import version
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from train import rewards_math as rm
 
-from train import rewards_math as rm  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 VECTORS = ROOT / "tests/fixtures/r1_zero_vectors_dev.jsonl"
 HANG = "x </think> <answer>9^{9^{9^{%d}}}</answer>"  # sympy never finishes: hits the time limit

@@ -4,6 +4,10 @@
     python step3_GRPO/evaluate.py --config config/grpo_config.yaml --model base     # the base model, untrained
     python step3_GRPO/evaluate.py --config config/grpo_config.yaml \\
         --model outputs/grpo-qwen2.5-math-1.5b/checkpoint-100 evaluation.n=4 evaluation.max_samples=500
+    grpo-math-eval --config ... --model ...    # the same, from any folder (pip install -e . installs it)
+
+A LoRA run's checkpoint (an adapter) is evaluated as its base model with the adapter merged in (written to
+<output-dir>/merged_model/).
 
 The held-out problems are recomputed from the config's data and seed (the same ones the run never trained
 on; checked against the run's heldout_ids.json when there is one), so "base" and "final_model" results
@@ -24,11 +28,8 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project's `train` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from train.checkpoints import check_writable  # noqa: E402
-from train.config import ConfigError, load_config, resolve_path  # noqa: E402
+from train.checkpoints import check_writable
+from train.config import ConfigError, load_config, resolve_path
 
 DEFAULT_CONFIG = "config/grpo_config.yaml"
 
@@ -108,27 +109,37 @@ def run(args) -> dict:
         check_writable(out_dir, "--output-dir")
         model_path = materialize(cfg.model)
     else:
+        from train.lora import is_adapter
+
         model = resolve_path(args.model) if args.model else run_dir / "final_model"
-        if not (model / "config.json").is_file():
+        if not (model / "config.json").is_file() and not is_adapter(model):
             what = "has no config.json" if model.is_dir() else "not found"
             raise ConfigError(f"--model: {model} {what} (give a model folder, a checkpoint-N folder, or 'base')")
         model_path = str(model)
         out_dir = Path(args.output_dir).expanduser() if args.output_dir else model / "eval"
         check_writable(out_dir, "--output-dir")
         run_dir = model.parent
+        if is_adapter(model):  # a LoRA run's checkpoint: evaluated as its base with the adapter merged in
+            from train.lora import merge_adapter
+            from train.models import inference_dtype
+
+            print(f"[eval] merging the LoRA adapter {model} into {out_dir / 'merged_model'}", flush=True)
+            model_path = str(merge_adapter(model, out_dir / "merged_model", inference_dtype(cfg.model.dtype)))
 
     # 2. problems: the held-out split, recomputed from data + seed and checked against the run's record of it;
     #    or, with --data, every row of a transfer set
     from train.data import build_examples, heldout_examples, load_rows
+    from train.models import load_tokenizer
 
+    tokenizer = load_tokenizer(model_path) if cfg.data.use_chat_template else None  # the prompt is the model's chat
     if args.data:
         cfg.data.path = args.data
-        heldout, ids_file = build_examples(cfg, load_rows(cfg.data)), None
+        heldout, ids_file = build_examples(cfg, load_rows(cfg.data), tokenizer), None
         if not heldout:
             raise ConfigError(f"--data: no row of {args.data} has a gold answer in column "
                               f"'{cfg.data.solution_column}' (set data.solution_column)")
     else:
-        heldout = heldout_examples(cfg, load_rows(cfg.data))
+        heldout = heldout_examples(cfg, load_rows(cfg.data), tokenizer)
         ids_file = next((p for p in (Path(model_path) / "heldout_ids.json", run_dir / "heldout_ids.json")
                          if p.is_file()), None)
         if ids_file is not None:
@@ -137,7 +148,7 @@ def run(args) -> dict:
     # 3. evaluate (plus the run's training curves when it left a trainer state)
     from train.evaluation import evaluate
 
-    state = None if base else find_trainer_state(Path(model_path))
+    state = None if base else find_trainer_state(model)
     history = json.loads(state.read_text()).get("log_history", []) if state else None
     return evaluate(cfg, model_path, heldout, out_dir, log_history=history, heldout_ids_file=ids_file,
                     split="all" if args.data else "heldout")

@@ -24,10 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from train.config import ConfigError, load_config, resolve_path  # noqa: E402
+from train.config import ConfigError, load_config, resolve_path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = "config/grpo_config.yaml"

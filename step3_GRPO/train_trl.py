@@ -3,15 +3,17 @@
     ./launch_trl.sh 1                                   # one GPU
     ./launch_trl.sh 2 training.max_steps=100            # two GPUs, vLLM colocated on each; any key overridable
     python step3_GRPO/train_trl.py --config config/quickstart.yaml     # CPU, offline, a few minutes
+    grpo-math-train --config config/quickstart.yaml    # the same, from any folder (pip install -e . installs it)
 
 The algorithm, as in the reference recipe (CS336 / Dr. GRPO, r1_zero prompt):
 - each step samples `prompts_per_step` problems and `group_size` completions per problem, at temperature 1;
 - each completion is scored by `r1_zero_reward_fn`: 1 if it has the `</think> <answer> ... </answer>` format
-  and the answer matches the gold answer, else 0 (format only gates, it earns nothing by itself);
+  and the answer matches the gold answer, else 0 (format only gates, it earns nothing by itself; `rewards:` can
+  add others);
 - the advantage is the reward minus its group mean, divided by the group std (`scale_rewards: group`);
 - one policy-gradient update per batch of rollouts (on-policy, so the PPO ratio is 1), no KL penalty.
 
-Stages: config -> output dir -> data -> model -> rewards -> trainer -> train -> save -> evaluate.
+Stages: config -> output dir -> data -> model -> rewards -> trainer -> train -> save -> evaluate -> model card.
 A mistake in the configuration or the output folder ends the run before any model is loaded, with one line and
 exit code 2 (docs/troubleshooting.md lists them).
 """
@@ -24,13 +26,11 @@ import gc
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project's `train` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from train.checkpoints import OutputPlan, check_disk, move_aside, plan_output_dir  # noqa: E402
-from train.config import (  # noqa: E402
+from train.checkpoints import OutputPlan, check_disk, move_aside, plan_output_dir
+from train.config import (
     BatchPlan,
     Config,
     ConfigError,
@@ -116,8 +116,13 @@ def max_model_len(cfg: Config) -> int:
 def check_launch(cfg: Config, world_size: int) -> BatchPlan:
     """The checks that need the launch but no model, data or GPU; the launcher runs them once before it starts
     any process, each process again."""
+    from train.reward_funcs import reward_functions
+    from train.tracking import check_trackers
+
     plan = plan_batch(cfg, world_size)
     check_trl_section(cfg, plan)
+    reward_functions(cfg)  # each reward imports and takes TRL's arguments
+    check_trackers(cfg.logging)
     return plan
 
 
@@ -144,7 +149,7 @@ def check_trl_section(cfg: Config, plan: BatchPlan) -> None:
 
 
 def grpo_kwargs(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int, vllm_share: float | None = None) -> dict:
-    from train.tracking import wandb_mode
+    from train.tracking import tracking_kwargs
 
     t, g, v, ev = cfg.training, cfg.grpo, cfg.vllm, cfg.evaluation
     use_vllm = v.use_vllm and on_gpu
@@ -181,7 +186,7 @@ def grpo_kwargs(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int, vllm
         num_iterations=g.num_iterations,
         mask_truncated_completions=False,  # R1GRPOTrainer masks: TRL's mask counts an </answer> stop as a cut
         generation_kwargs=generation_kwargs(use_vllm),
-        reward_weights=[1.0, 0.0],  # the answer reward trains; the format rate is only logged
+        reward_weights=list(cfg.rewards.values()),  # in reward_functions(cfg)'s order; the recipe: answer 1, format 0
         use_vllm=use_vllm,
         vllm_mode=v.mode,
         vllm_gpu_memory_utilization=vllm_share or v.gpu_memory_utilization or 0.3,  # 0.3: unused off the GPU
@@ -199,8 +204,7 @@ def grpo_kwargs(cfg: Config, plan: BatchPlan, on_gpu: bool, eval_rows: int, vllm
         per_device_eval_batch_size=g.group_size,
         logging_steps=cfg.logging.logging_steps,
         log_completions=cfg.logging.log_completions,
-        report_to=["wandb"] if wandb_mode(cfg.logging) else "none",
-        run_name=cfg.logging.run_name,
+        **tracking_kwargs(cfg.logging),
         dataloader_num_workers=0,
     )
 
@@ -260,11 +264,14 @@ def run(config_path: str, overrides: list[str]) -> int:
     output = plan_output_dir(cfg)
 
     from train.data import build_splits, load_rows, to_trl_dataset, write_heldout_ids
+    from train.lora import ADAPTER_DIR, check_lora, lora_config
+    from train.model_card import read_summary
     from train.models import check_model_source, eos_token_ids, has_gpu, load_policy, load_tokenizer, materialize
-    from train.tracking import setup_wandb_env, sync_command
+    from train.tracking import setup_tracking_env, sync_command
 
     check_model_source(cfg.model)
     out = Path(cfg.checkpointing.output_dir).expanduser()
+    final_dir, adapter_dir = out / "final_model", out / ADAPTER_DIR
     on_gpu = has_gpu()
     if cfg.vllm.use_vllm and on_gpu:
         import importlib.util
@@ -283,7 +290,7 @@ def run(config_path: str, overrides: list[str]) -> int:
         rows = load_rows(cfg.data)
     with state.main_process_first():
         model_path = materialize(cfg.model)
-    check_disk(cfg, model_path, output)
+    check_disk(cfg, model_path, output, adapter_params=check_lora(cfg, model_path))
     with state.main_process_first():  # the others wait while rank 0 moves another run aside
         if rank == 0:
             claim_output_dir(out, output)
@@ -303,7 +310,7 @@ def run(config_path: str, overrides: list[str]) -> int:
     log(f"data: {splits.stats}")
 
     # 4. policy model and TRL arguments
-    setup_wandb_env(cfg.logging, out)
+    setup_tracking_env(cfg.logging, out)
     periodic = splits.heldout[: cfg.evaluation.periodic_samples] if cfg.evaluation.every_steps else []
     colocate = on_gpu and cfg.vllm.use_vllm and cfg.vllm.mode == "colocate"
     args = grpo_args(cfg, plan, on_gpu, len(periodic), engine_share(cfg, plan, model_path) if colocate else None)
@@ -316,13 +323,14 @@ def run(config_path: str, overrides: list[str]) -> int:
         model.generate = functools.partial(type(model).generate, model, tokenizer=tokenizer)
 
     # 5. rewards and trainer
-    from train.rewards_math import answer_reward, format_reward
+    from train.reward_funcs import reward_functions
     from train.trainer import CheckpointLoadError, R1GRPOTrainer
 
     trainer = R1GRPOTrainer(
         mask_truncated_completions=cfg.grpo.mask_truncated_completions,
         model=model,
-        reward_funcs=[answer_reward, format_reward],
+        reward_funcs=reward_functions(cfg),
+        peft_config=lora_config(cfg.peft),
         args=args,
         train_dataset=to_trl_dataset(splits.train),
         eval_dataset=to_trl_dataset(periodic) if periodic else None,
@@ -349,19 +357,23 @@ def run(config_path: str, overrides: list[str]) -> int:
                if output.previous else "start over with checkpointing.resume=never checkpointing.overwrite=true")
         raise ConfigError(f"checkpoint {e.path} cannot be loaded ({e.reason}); {fix}") from None
     clock.mark("training")
-    final_dir = out / "final_model"
-    trainer.save_model(str(final_dir))
+    # with LoRA the trainer saves the adapter, merged into final_model/ once the trainer's memory is freed; the Hub
+    # (trl.push_to_hub) gets the final model once its card is written, not here
+    trainer.save_model(str(adapter_dir if cfg.peft.enabled else final_dir), _internal_call=True)
+    saved_at, steps, hub_repo = time.time(), trainer.state.global_step, trainer.hub_model_id
     log_history = list(trainer.state.log_history)
     if rank == 0:
+        final_dir.mkdir(parents=True, exist_ok=True)
         trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
-    log(f"saved {final_dir}")
+    generation_config = model.generation_config
     clock.mark("save")
 
     # 7. final evaluation: with the trainer's own vLLM engine, each process a share of the problems, rank 0
     #    grading; otherwise rank 0 alone, after the trainer's memory is freed
     rc = 0
     heldout = splits.heldout[: cfg.evaluation.max_samples]
-    engine = colocated_engine(trainer, cfg, heldout) if cfg.evaluation.enabled else None
+    # (LoRA: final_model/ is merged on the CPU afterwards, and evaluated by an engine of its own)
+    engine = colocated_engine(trainer, cfg, heldout) if cfg.evaluation.enabled and not cfg.peft.enabled else None
     if engine is not None:
         from train.evaluation import evaluate
 
@@ -374,9 +386,14 @@ def run(config_path: str, overrides: list[str]) -> int:
         del trainer.vllm_generation
     del trainer, model
     free_memory()
+    if rank == 0 and cfg.peft.enabled:
+        merge_final_model(adapter_dir, final_dir, cfg.model.dtype, model_path, generation_config)
+    log(f"saved {final_dir}")
     if engine is None and rank == 0 and cfg.evaluation.enabled:
         rc = final_evaluation(cfg, config_path, overrides, final_dir, heldout, heldout_file, log_history)
     clock.mark("evaluation")
+    if rank == 0:
+        publish_final_model(cfg, final_dir, steps, read_summary(out, since=saved_at), hub_repo)
     log(f"wall time: {clock}")
     sync = sync_command(cfg.logging, os.environ.get("WANDB_DIR", out))
     if sync:  # wandb's own hint is silenced (WANDB_SILENT), so say it once at the end
@@ -458,6 +475,25 @@ class WallClock:
                     clock.mark("first step")
 
         return Stages()
+
+
+def publish_final_model(cfg: Config, final_dir: Path, steps: int, summary: dict | None, hub_repo: str | None) -> None:
+    """The model card in final_model/, then (trl.push_to_hub) the final model to the repository TRL created."""
+    from train.model_card import push_final_model, write_model_card
+
+    log(f"model card: {write_model_card(cfg, final_dir, steps, summary)}")
+    if hub_repo:
+        push_final_model(hub_repo, final_dir, cfg.trl)
+        log(f"pushed {final_dir} to the Hub: {hub_repo}")
+
+
+def merge_final_model(adapter_dir: Path, final_dir: Path, dtype: str, base: str, generation_config) -> None:
+    """LoRA: final_model/ = the base with the trained adapter merged in (bench/grpo_step.py, which saves no weights,
+    replaces this)."""
+    from train.lora import merge_adapter
+
+    log(f"merging the LoRA adapter ({adapter_dir}) into {base}")
+    merge_adapter(adapter_dir, final_dir, dtype, base, generation_config)
 
 
 def final_evaluation(cfg, config_path, overrides, final_dir, heldout, heldout_file, log_history) -> int:

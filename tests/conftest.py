@@ -7,12 +7,16 @@ model has random weights from a small Llama config. Both are built once per test
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The processes the tests start (the commands, the launcher, accelerate's ranks) import this checkout's packages, as
+# `pip install -e .` of it would, whichever checkout the environment has installed
+os.environ["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 TEMPLATE = (PROJECT_ROOT / "config/prompts/r1_zero.prompt").read_text()
 
 

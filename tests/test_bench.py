@@ -28,12 +28,12 @@ def test_launcher_runs_another_entry_point_with_the_same_arguments():
 def test_benchmark_times_steps_through_the_trainer(tmp_path, tiny_model):
     out = tmp_path / "result.json"
     r = subprocess.run([sys.executable, str(ROOT / "bench/grpo_step.py"), "--shape", "cpu", "--model", "tiny",
-                        "--tokenizer", str(tiny_model), "--work", str(tmp_path), "--variants", "ours,ckpt_on",
+                        "--tokenizer", str(tiny_model), "--work", str(tmp_path), "--variants", "ours,lora",
                         "--steps", "4", "--profile-step", "2", "--out", str(out)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
-    for name in ("ours", "ckpt_on"):
+    for name in ("ours", "lora"):
         v = res["variants"][name]
         assert "error" not in v, (name, v, r.stderr[-3000:])
         # step 2 ran under the profilers: logged, left out of the timing, its tables written beside the result
@@ -44,8 +44,8 @@ def test_benchmark_times_steps_through_the_trainer(tmp_path, tiny_model):
         assert 0 < v["generation_s"] < v["s_per_step"] and v["floor"]["total_s"] > 0
         assert len(v["trainer_peak_GiB_per_rank"]) == 1  # one process; no GPU, so no driver samples
     # the variant's overrides reached the trainer's resolved config, on top of the shape's batch
-    cfg = yaml.safe_load((tmp_path / "out-ckpt_on" / "resolved_config.yaml").read_text())
-    assert cfg["training"]["gradient_checkpointing"] is True and cfg["training"]["prompts_per_step"] == 2
+    cfg = yaml.safe_load((tmp_path / "out-lora" / "resolved_config.yaml").read_text())
+    assert cfg["peft"]["enabled"] is True and cfg["training"]["prompts_per_step"] == 2
     assert cfg["grpo"]["max_completion_length"] == 16
     assert not list((tmp_path / "out-ours" / "final_model").glob("*.safetensors"))  # weights are not saved
 

@@ -300,7 +300,7 @@ def test_launcher_passes_arguments_and_exit_status(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("grpo:\n  group_size: 1\n")
     r = subprocess.run([str(ROOT / "launch_trl.sh"), "1", "--config", str(bad)], capture_output=True, text=True,
-                       env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
+                       env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "PYTHONPATH": os.environ["PYTHONPATH"]})
     assert r.returncode == 2 and "group_size' must be at least 2" in r.stderr
 
 

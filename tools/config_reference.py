@@ -20,10 +20,11 @@ import tokenize
 import typing
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import yaml
 
-from train import config as schema  # noqa: E402
+from train import config as schema
+
+ROOT = Path(__file__).resolve().parents[1]
 
 REFERENCE = ROOT / "docs" / "configuration.md"
 
@@ -55,6 +56,16 @@ trl:
   torch_compile: true
 ```
 """
+
+REWARDS_EXAMPLE = """\
+```yaml
+rewards:
+  answer: 1.0                      # built in: 1 for a correct answer in the r1_zero format
+  format: 0.0                      # built in: the format rate, logged and not trained on
+  my_rewards:length_penalty: 0.1   # module:function, importable (installed, or on PYTHONPATH)
+```
+"""
+EXAMPLES = {"trl": TRL_EXAMPLE, "rewards": REWARDS_EXAMPLE}
 
 
 def comments(source: str) -> dict[int, tuple[str, bool]]:
@@ -92,6 +103,8 @@ def field_notes(source: str) -> tuple[dict[str, dict[str, str]], dict[str, str]]
 
 def type_name(tp) -> str:
     names = {str: "string", int: "integer", float: "number", bool: "true/false", dict: "mapping"}
+    if typing.get_origin(tp) is list:
+        return "name or list of names"
     args = typing.get_args(tp)
     if type(None) in args:
         (base,) = [a for a in args if a is not type(None)]
@@ -104,6 +117,8 @@ def yaml_value(value) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, list | dict):
+        return yaml.safe_dump(value, default_flow_style=True).strip()
     return str(value)
 
 
@@ -121,7 +136,7 @@ def render() -> str:
     for section in dataclasses.fields(schema.Config):
         out.append(f"## {section.name}\n")
         if section.type in (dict, "dict"):
-            out += [notes["Config"][section.name], "", TRL_EXAMPLE]
+            out += [notes["Config"][section.name], "", EXAMPLES[section.name]]
             continue
         cls = section.default_factory
         out += [docs[cls.__name__], "", "| key | type | default | meaning |", "|---|---|---|---|"]
@@ -132,7 +147,8 @@ def render() -> str:
             if key in schema.CHOICES:
                 choices = ", ".join(f"`{c}`" for c in schema.CHOICES[key])
                 meaning += f" One of {choices}." if meaning.endswith(".") else f"; one of {choices}"
-            out.append(f"| `{key}` | {type_name(hints[f.name])} | `{yaml_value(f.default)}` | {cell(meaning)} |")
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            out.append(f"| `{key}` | {type_name(hints[f.name])} | `{yaml_value(default)}` | {cell(meaning)} |")
         out.append("")
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).rstrip("\n") + "\n"
 

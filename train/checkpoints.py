@@ -203,8 +203,10 @@ def saves_left(save_steps: int, max_steps: int, done: int) -> int:
     return len({*range(save_steps, max_steps + 1, save_steps), max_steps} - set(range(done + 1)))
 
 
-def check_disk(cfg: Config, model_path: str, plan: OutputPlan) -> None:
-    """The disk under output_dir must hold the checkpoints the run will keep at once plus the final model."""
+def check_disk(cfg: Config, model_path: str, plan: OutputPlan, adapter_params: int | None = None) -> None:
+    """The disk under output_dir must hold the checkpoints the run will keep at once plus the final model. With LoRA
+    (`adapter_params`), a checkpoint holds the float32 adapter and its AdamW state, the final model the merged weights
+    and the adapter."""
     out = Path(cfg.checkpointing.output_dir).expanduser()
     params = parameter_count(model_path)
     weights_only = bool(cfg.trl.get("save_only_model", False))
@@ -215,6 +217,9 @@ def check_disk(cfg: Config, model_path: str, plan: OutputPlan) -> None:
     at_once = min(saves_left(ck.save_steps, cfg.training.max_steps, done), max(ck.save_total_limit + 1 - kept, 1))
     one = checkpoint_bytes(params, cfg.model.dtype, weights_only)
     final = checkpoint_bytes(params, cfg.model.dtype, weights_only=True)
+    if adapter_params is not None:
+        one = checkpoint_bytes(adapter_params, "float32", weights_only)
+        final += checkpoint_bytes(adapter_params, "float32", weights_only=True)
     need = at_once * one + final
     parent = out
     while not parent.exists():
@@ -222,6 +227,7 @@ def check_disk(cfg: Config, model_path: str, plan: OutputPlan) -> None:
     free = shutil.disk_usage(parent).free
     if free < need:
         state = "weights" if weights_only else "weights + AdamW state"
+        state = f"LoRA adapter {state}" if adapter_params is not None else state
         raise ConfigError(
             f"checkpointing.output_dir: {out} has {size(free)} free, but this run writes up to {at_once} checkpoint(s) "
             f"of {size(one)} ({params / 1e9:.2f}B parameters, {cfg.model.dtype} {state}) and a final model of "

@@ -56,6 +56,10 @@ class DataConfig:
     solution_column: str = "solution"
     source_column: str | None = "source"  # column for the evaluation's per-source breakdown; null = none
     prompt_template: str = "config/prompts/r1_zero.prompt"  # text file with a {question} placeholder
+    # render the template as a conversation through the tokenizer's own chat template: the text before its `User:`
+    # line is the system message, `{question}` the user's, and the assistant turn opens with the text after
+    # `Assistant:` (`<think>`); false = the template's text as it is (base models)
+    use_chat_template: bool = False
     max_prompt_tokens: int = 512  # longer training prompts are dropped (and counted), never truncated
     max_train_samples: int | None = None  # cap on training rows after the held-out split (>= 1); null = all
     # rows set aside, seeded, for the final evaluation and never trained on (NuminaMath-CoT's own test split has
@@ -84,6 +88,22 @@ class TrainingConfig:
     # on, 5.13 s off, docs/benchmarks.md); off by default: the recipe's batch fits an 80 GB card without it
     gradient_checkpointing: bool = False
     seed: int = 42  # seeds the held-out split, the data order, sampling and initialisation (0 to 2**32 - 1)
+
+
+@dataclass
+class PeftSection:
+    """LoRA (PEFT): train low-rank adapters on a frozen base model instead of every weight, through TRL's
+    GRPOTrainer (`peft_config`); vLLM receives the adapters merged into the weights at each sync. Checkpoints hold
+    the adapter and its optimizer state; the run ends with `final_model/` (the adapter merged into the base: what
+    evaluate.py and vLLM load) and `final_model_adapter/` (the adapter alone)."""
+
+    enabled: bool = False  # train LoRA adapters (needs peft: pip install -e '.[peft]'); false = every weight
+    r: int = 16  # the adapters' rank
+    alpha: int = 32  # LoRA alpha: an adapter's update is scaled by alpha / r
+    dropout: float = 0.05  # dropout on the adapters' input, in [0, 1)
+    # the modules that get adapters: all-linear = every linear layer but the output head, or a list of module names
+    # (e.g. [q_proj, k_proj, v_proj, o_proj]); a name the model lacks stops the run before it loads
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
 
 
 @dataclass
@@ -167,11 +187,15 @@ class CheckpointingConfig:
 class LoggingConfig:
     """Metrics and experiment tracking."""
 
-    # auto: online if WANDB_API_KEY is set, else offline (training then ends with the `wandb sync` command that
-    # uploads it)
+    # where the training metrics go: one name or a list of transformers' integrations (wandb, tensorboard, trackio,
+    # mlflow, ...), each checked to be installed before the run starts; none = nowhere. The final evaluation logs to
+    # wandb, tensorboard and trackio among them (eval_summary.json is always written)
+    report_to: list[str] = field(default_factory=lambda: ["wandb"])
+    # wandb's mode when report_to lists it. auto: online if WANDB_API_KEY is set, else offline (training then ends
+    # with the `wandb sync` command that uploads it); off = no wandb, whatever report_to says
     wandb: str = "auto"
-    project: str = "grpo-math"  # wandb project
-    run_name: str | None = None  # wandb run name; null = wandb's own
+    project: str = "grpo-math"  # wandb and trackio project
+    run_name: str | None = None  # the run's name in the trackers; null = theirs
     logging_steps: int = 1  # log metrics every N steps
     log_completions: bool = False  # print a table of sample completions at each logging step
 
@@ -182,10 +206,19 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     grpo: GRPOSection = field(default_factory=GRPOSection)
+    peft: PeftSection = field(default_factory=PeftSection)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     checkpointing: CheckpointingConfig = field(default_factory=CheckpointingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # The reward functions and their weights (TRL's reward_weights): `answer` (1 for a correct answer in the r1_zero
+    # format, else 0) and `format` (1 for the format alone), built in, and any `module:function` with TRL's
+    # reward-function signature `(completions, **kwargs) -> list[float | None]` (the dataset's `solution` and `source`
+    # columns arrive as keyword arguments), imported and checked before any model is loaded. A weight of 0 logs the
+    # reward's mean without training on it. The default is the reference recipe: the answer reward alone, the format
+    # rate logged. A rewards: section in the file replaces this list; rewards.NAME=weight on the command line changes
+    # or adds one.
+    rewards: dict = field(default_factory=lambda: {"answer": 1.0, "format": 0.0})
     # Any other field of TRL's GRPOConfig, passed through as given, in the YAML or as trl.key=value (e.g.
     # save_only_model: true, checkpoints of the weights alone, which the disk check counts; lr_scheduler_kwargs for
     # schedulers that take arguments); checked against GRPOConfig's fields before any model is loaded (an unknown
@@ -245,7 +278,8 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
             parsed = yaml.safe_load(value) if value != "" else None
         except yaml.YAMLError:
             parsed = value
-        raw.setdefault(section, {})
+        # a mapping section the file leaves out starts from its default (rewards.format=0.1 keeps the answer reward)
+        raw.setdefault(section, dict(getattr(Config(), section, None) or {}) if section in MAPPINGS else {})
         if not isinstance(raw[section], dict):
             raise ConfigError(f"{file}: section '{section}' must be a mapping")
         raw[section][name] = parsed
@@ -255,6 +289,9 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     check(cfg, where)
     return cfg
 
+
+# the sections that are free mappings rather than fixed keys
+MAPPINGS = ("rewards", "trl")
 
 # keys that live in another section than a config might put them: the original recipe's README documents the
 # output folder as checkpointing.output_dir, which is where it is; the older training.output_dir is refused
@@ -290,6 +327,11 @@ def _build(cls, raw: dict, prefix: str, where: Origin):
 
 
 def _coerce(value, tp, key: str, where: str):
+    if typing.get_origin(tp) is list:  # a list of names; one name alone is a list of one
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"{where}: '{key}' must be a name or a list of names, got {value!r}")
+        return list(names)
     args = typing.get_args(tp)
     optional = type(None) in args
     base = next((a for a in args if a is not type(None)), tp) if isinstance(tp, types.UnionType) else tp
@@ -358,6 +400,9 @@ RANGES = {
     "grpo.beta": _at_least(0),
     "grpo.epsilon": _POSITIVE,
     "grpo.num_iterations": _at_least(1),
+    "peft.r": _at_least(1),
+    "peft.alpha": _at_least(1),
+    "peft.dropout": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
     "vllm.gpu_memory_utilization": _optional(_SHARE, "sized from the batch"),
     "vllm.tensor_parallel_size": _at_least(1),
     "vllm.server_gpus": _at_least(1),
@@ -414,6 +459,7 @@ def check(cfg: Config, where: Origin | str = "<config>") -> None:
                           "evaluation.temperature=0: greedy decoding gives the same answer n times; set n=1 or a "
                           "temperature > 0")
     check_optimizer_and_scheduler(cfg, where)
+    check_reward_weights(cfg, where)
     if v.use_vllm and v.mode == "server":
         if v.enable_sleep_mode:
             raise ConfigError(f"{where('vllm.enable_sleep_mode', 'vllm.mode')}: 'vllm.enable_sleep_mode' applies "
@@ -423,6 +469,21 @@ def check(cfg: Config, where: Origin | str = "<config>") -> None:
             raise ConfigError(f"{where('vllm.tensor_parallel_size', 'vllm.mode')}: 'vllm.tensor_parallel_size' "
                               "applies to colocate mode; the vLLM server spans vllm.server_gpus GPUs: set "
                               f"vllm.server_gpus={v.tensor_parallel_size} and vllm.tensor_parallel_size=1")
+
+
+def check_reward_weights(cfg: Config, where: Origin) -> None:
+    """Each reward's weight is a number, and one at least is not 0 (else nothing trains). The functions themselves
+    are imported and checked by train.reward_funcs."""
+    if not cfg.rewards:
+        raise ConfigError(f"{where('rewards')}: 'rewards' lists no reward function; e.g. rewards: {{answer: 1.0}}")
+    for name, weight in cfg.rewards.items():
+        key = f"rewards.{name}"
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
+            raise ConfigError(f"{where(key)}: '{key}' must be a weight (a finite number), got {weight!r}")
+        cfg.rewards[name] = float(weight)
+    if not any(cfg.rewards.values()):
+        raise ConfigError(f"{where('rewards')}: every reward has weight 0, so nothing would train; give one a weight "
+                          "(the reference recipe: rewards.answer=1)")
 
 
 def check_optimizer_and_scheduler(cfg: Config, where: Origin) -> None:

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,13 +51,52 @@ class Splits:
     stats: dict = field(default_factory=dict)
 
 
-def load_template(cfg: DataConfig) -> str:
+def load_template(cfg: DataConfig, tokenizer=None) -> str:
+    """The prompt template as text with a {question} placeholder: the file as it is, or (data.use_chat_template) the
+    conversation made of it, rendered by the tokenizer's chat template."""
     path = resolve_path(cfg.prompt_template)
     if not path.is_file():
         raise ConfigError(f"data.prompt_template: {path} not found")
     text = path.read_text()
     if "{question}" not in text:
         raise ConfigError(f"data.prompt_template: {path} has no {{question}} placeholder")
+    return as_conversation(text, tokenizer, path) if cfg.use_chat_template else text
+
+
+# the r1_zero text form: the instruction, a `User: ` line with the question, and `Assistant: ` with the turn's opening
+TURNS = re.compile(r"(?P<system>.*?)\n?User: (?P<user>.*?)\nAssistant: ?(?P<opening>.*)", re.S)
+
+
+def as_conversation(template: str, tokenizer, path: Path) -> str:
+    r"""The r1_zero text template as a conversation in the model's own chat template: the instruction before `User:`
+    is the system message, the user's message holds {question}, and the assistant turn is opened with the text after
+    `Assistant:` (`<think>`). The result is a text template again, filled by `render` like a plain one.
+
+    >>> from types import SimpleNamespace
+    >>> chat = SimpleNamespace(chat_template="...", bos_token=None, apply_chat_template=lambda m, **kw: "".join(
+    ...     f"<{x['role']}>{x['content']}</{x['role']}>" for x in m) + "<assistant>")
+    >>> as_conversation("Be brief.\nUser: {question}\nAssistant: <think>", chat, Path("p"))
+    '<system>Be brief.</system><user>{question}</user><assistant><think>'
+    """
+    if tokenizer is None:
+        raise ValueError("data.use_chat_template: the prompts need the model's tokenizer")
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(f"data.use_chat_template: the tokenizer of {getattr(tokenizer, 'name_or_path', 'the model')} "
+                          "has no chat template; set data.use_chat_template=false (the template's text as it is)")
+    turns = TURNS.fullmatch(template)
+    if turns is None:
+        raise ConfigError(f"data.prompt_template: {path} has no 'User: ' and 'Assistant: ' lines to make a "
+                          "conversation of (data.use_chat_template); write it in the r1_zero form "
+                          "(config/prompts/r1_zero.prompt)")
+    messages = [{"role": "system", "content": turns["system"]}] if turns["system"].strip() else []
+    messages.append({"role": "user", "content": turns["user"]})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + turns["opening"]
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos) and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]:
+        text = text[len(bos):]  # the tokenizer adds it again when it encodes the prompt
+    if "{question}" not in text:
+        raise ConfigError(f"data.use_chat_template: the chat template of {tokenizer.name_or_path} changed the "
+                          "{question} placeholder; set data.use_chat_template=false")
     return text
 
 
@@ -221,7 +261,7 @@ def gold_answers(cfg: Config, rows: datasets.Dataset) -> datasets.Dataset:
 def prompts(cfg: Config, rows: datasets.Dataset, tokenizer=None) -> datasets.Dataset:
     """Columns `prompt`, `source` and, given a tokenizer, `prompt_tokens`, one per row."""
     d = cfg.data
-    template = load_template(d)
+    template = load_template(d, tokenizer)
     columns = [d.problem_column] + ([d.source_column] if d.source_column else [])
     key = cache_key(rows._fingerprint, "prompts", columns, template, tokenizer)  # datasets hashes a tokenizer stably
     with progress_bars(len(rows) >= QUIET_BELOW):
@@ -230,10 +270,10 @@ def prompts(cfg: Config, rows: datasets.Dataset, tokenizer=None) -> datasets.Dat
                         desc="prompts" + (" and their lengths" if tokenizer is not None else ""), new_fingerprint=key)
 
 
-def examples_at(cfg: Config, rows: datasets.Dataset, golds: datasets.Dataset, ids) -> list[Example]:
+def examples_at(cfg: Config, rows: datasets.Dataset, golds: datasets.Dataset, ids, tokenizer=None) -> list[Example]:
     """The rows at `ids` as Examples, in that order (a few thousand: an evaluation set)."""
     d = cfg.data
-    template = load_template(d)
+    template = load_template(d, tokenizer)
     # Copied once into a small cached table that the other processes read: a random read into the memory-mapped
     # file maps the 64 KB around each row, and 5000 rows then bring a whole 1 GB file into this process's RSS.
     with progress_bars(False):
@@ -253,10 +293,11 @@ def ids_with_gold(golds: datasets.Dataset) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- the split
-def build_examples(cfg: Config, rows: datasets.Dataset) -> list[Example]:
-    """Every row with a gold answer as a prompted example (rows without one are left out): a transfer set."""
+def build_examples(cfg: Config, rows: datasets.Dataset, tokenizer=None) -> list[Example]:
+    """Every row with a gold answer as a prompted example (rows without one are left out): a transfer set. The
+    tokenizer is needed with data.use_chat_template."""
     golds = gold_answers(cfg, rows)
-    return examples_at(cfg, rows, golds, ids_with_gold(golds))
+    return examples_at(cfg, rows, golds, ids_with_gold(golds), tokenizer)
 
 
 def split_ids(cfg: Config, golds: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -278,10 +319,10 @@ def split_ids(cfg: Config, golds: datasets.Dataset) -> tuple[np.ndarray, np.ndar
     return np.sort(ids[order[: d.eval_holdout]]), ids[order[d.eval_holdout:]]
 
 
-def heldout_examples(cfg: Config, rows: datasets.Dataset) -> list[Example]:
-    """The held-out problems alone (what an evaluation needs): the same as build_splits(cfg, rows).heldout."""
+def heldout_examples(cfg: Config, rows: datasets.Dataset, tokenizer=None) -> list[Example]:
+    """The held-out problems alone (what an evaluation needs): build_splits(cfg, rows, tokenizer).heldout."""
     golds = gold_answers(cfg, rows)
-    return examples_at(cfg, rows, golds, split_ids(cfg, golds)[0])
+    return examples_at(cfg, rows, golds, split_ids(cfg, golds)[0], tokenizer)
 
 
 def build_splits(cfg: Config, rows: datasets.Dataset, tokenizer=None) -> Splits:
@@ -312,7 +353,7 @@ def build_splits(cfg: Config, rows: datasets.Dataset, tokenizer=None) -> Splits:
     table = datasets.concatenate_datasets([texts, golds, made.select_columns(["prompt", "source"])], axis=1)
     train = table.select(train_ids).select_columns(EXAMPLE_COLUMNS)
     stats.update(train=len(train), heldout=len(heldout_ids))
-    return Splits(train, examples_at(cfg, rows, golds, heldout_ids), stats)
+    return Splits(train, examples_at(cfg, rows, golds, heldout_ids, tokenizer), stats)
 
 
 def write_heldout_ids(splits: Splits, cfg: Config, out_dir: Path) -> Path:

@@ -11,7 +11,7 @@
 - Outputs in `out_dir`: `eval_summary.json` (the reference's keys plus counts, percentages, a 95% CI,
   lengths, truncation, pass@k, the shortcut detectors, provenance), `eval_samples.jsonl` (one record per sample),
   `eval_by_source.png`, `training_curves.png` (when a log history is given); the same numbers on the
-  console and, when wandb is on, as `eval/*` metrics and tables (`train.reporting`).
+  console and, in the run's trackers (wandb, tensorboard, trackio), as `eval/*` metrics (`train.reporting`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from train.config import Config
 from train.generation import generate
 from train.models import inference_dtype
 from train.protocol import MIN_NEW_TOKENS, STOP, THINK_CLOSE
-from train.reporting import format_report, log_wandb, plot_by_source, plot_training_curves
+from train.reporting import format_report, log_trackers, plot_by_source, plot_training_curves
 from train.summary import summarize
 
 if TYPE_CHECKING:
@@ -93,7 +93,8 @@ def evaluate(cfg: Config, model_path: str, examples: list[Example], out_dir: Pat
         plots["training_curves"] = out_dir / "training_curves.png"
     print(f"[eval] wrote {out_dir / 'eval_summary.json'}, eval_samples.jsonl, "
           + ", ".join(p.name for p in plots.values()), flush=True)
-    log_wandb(cfg, summary, records, plots, model_path)
+    step = next((e["step"] for e in reversed(log_history or []) if "step" in e), 0)  # the training's last step
+    log_trackers(cfg, summary, records, plots, model_path, step)
     return summary
 
 
@@ -146,7 +147,7 @@ def think_lengths(model_path: str, texts: list[str]) -> list[int | None]:
 
 def versions() -> dict:
     out = {}
-    for pkg in ("torch", "transformers", "trl", "vllm", "datasets", "math-verify", "wandb"):
+    for pkg in ("torch", "transformers", "trl", "peft", "vllm", "datasets", "math-verify", "wandb"):
         try:
             out[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:

@@ -1,5 +1,5 @@
 """What a person reads of an evaluation: the console report, the category bars, the before/after comparison,
-the training curves and the wandb metrics."""
+the training curves and the metrics in the run's trackers (wandb, tensorboard, trackio)."""
 
 from __future__ import annotations
 
@@ -213,6 +213,43 @@ def plot_training_curves(log_history: list[dict], path: Path) -> bool:
     return True
 
 
+def log_trackers(cfg: Config, summary: dict, records: list[dict], plots: dict, model_path: str, step: int) -> None:
+    """The evaluation into the trackers of logging.report_to that take it: wandb (scalars, tables, plots),
+    tensorboard and trackio (the `eval/*` scalars, at the training's last `step`)."""
+    from train.tracking import TENSORBOARD_DIR, trackers
+
+    names = trackers(cfg.logging)
+    log_wandb(cfg, summary, records, plots, model_path)
+    if "tensorboard" in names:  # the training's folder when the trainer set it, else beside the evaluation
+        log_dir = os.environ.get("TENSORBOARD_LOGGING_DIR") or plots["by_source"].parent / TENSORBOARD_DIR
+        log_tensorboard(summary, Path(log_dir), step)
+    if "trackio" in names:
+        log_trackio(cfg, summary, model_path)
+
+
+def log_tensorboard(summary: dict, log_dir: Path, step: int) -> None:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # torch's writer needs the tensorboard package; tensorboardX has one of its own
+        from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(log_dir))
+    for key, value in eval_scalars(summary).items():
+        writer.add_scalar(key, value, step)
+    writer.add_text("eval/report", "    " + format_report(summary).replace("\n", "\n    "), step)  # markdown code
+    writer.close()
+
+
+def log_trackio(cfg: Config, summary: dict, model_path: str) -> None:
+    import trackio
+
+    name = cfg.logging.run_name or Path(model_path).name
+    trackio.init(project=cfg.logging.project, name=f"{name}-eval", group=cfg.logging.run_name,
+                 config={"model_path": str(model_path), "evaluation": asdict(cfg.evaluation), "data": asdict(cfg.data)})
+    trackio.log(eval_scalars(summary))
+    trackio.finish()
+
+
 def log_wandb(cfg: Config, summary: dict, records: list[dict], plots: dict, model_path: str) -> None:
     """`eval/*` scalars, the per-source and sample tables and the plots: into the active run (the trainer's)
     if there is one, else into a run of its own that is finished here."""
@@ -246,7 +283,7 @@ def log_wandb(cfg: Config, summary: dict, records: list[dict], plots: dict, mode
 
 
 def eval_scalars(summary: dict) -> dict[str, float]:
-    """The flat `eval/*` metrics logged to wandb."""
+    """The flat `eval/*` metrics logged to the trackers."""
     s = summary
     out = {
         "eval/accuracy": s["accuracy"],

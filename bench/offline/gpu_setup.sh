@@ -10,6 +10,10 @@ set -euo pipefail
 STAGE="${STAGE:-/tmp/stage}"
 VENV="${1:-${GPU_VENV:-/opt/torch/.venv}}"
 SITE=$("$VENV/bin/python3" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+# the project's packages (train, step3_GRPO) from this checkout: what `pip install -e .` gives, without a build
+# backend in the bundle
+GRPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export PYTHONPATH="$GRPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PATH=$VENV/bin:$PATH HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
   WANDB_MODE=offline VLLM_NO_USAGE_STATS=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 if ! python3 -c "import vllm" 2>/dev/null; then

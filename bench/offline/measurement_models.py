@@ -21,8 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from train.assets import sha256  # noqa: E402
+from train.assets import sha256
 
 
 @dataclass(frozen=True)
