@@ -147,6 +147,19 @@ def test_the_previous_checkpoint_is_known_for_a_failed_load(tmp_path):
         plan_output_dir(cfg_for(tmp_path, f"checkpointing.resume={out / 'checkpoint-6'}"))
 
 
+@pytest.mark.parametrize("damage,reason", DAMAGE, ids=[r for _, r in DAMAGE])
+@pytest.mark.parametrize("resume", ["auto", "checkpoint-6"])
+def test_a_checkpoint_cut_short_is_never_named_as_the_previous_one(tmp_path, damage, reason, resume):
+    """checkpoint-4 was cut short between two complete ones: when checkpoint-6 fails to load, the message points to
+    checkpoint-2 (resuming from checkpoint-4 would fail again)."""
+    out = this_run(tmp_path)
+    for step in (2, 4, 6):
+        checkpoint(out, step)
+    damage(out / "checkpoint-4")
+    plan = plan_output_dir(cfg_for(tmp_path, f"checkpointing.resume={out / resume if resume != 'auto' else resume}"))
+    assert (Path(plan.resume_from).name, Path(plan.previous).name) == ("checkpoint-6", "checkpoint-2")
+
+
 def test_one_data_file_spelled_two_ways_is_the_same_run(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "d.jsonl").write_text("{}\n")

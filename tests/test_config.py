@@ -200,6 +200,40 @@ def test_every_numeric_key_has_a_range():
     assert numeric == set(RANGES) == {k for k, _ in OUT_OF_RANGE}
 
 
+# (key, a value past the other end of its range): the keys whose range has two ends (OUT_OF_RANGE has the first)
+OTHER_END = [
+    ("training.adam_beta1", -0.1), ("training.adam_beta2", 1.0), ("training.seed", 2**32), ("grpo.top_p", 1.5),
+    ("vllm.gpu_memory_utilization", 0), ("vllm.server_port", 0), ("evaluation.top_p", 0),
+    ("evaluation.gpu_memory_utilization", 1.0),
+]
+# (key, the value at an end of its range): accepted, so a range drawn one step too tight fails here
+EDGES = [
+    ("data.eval_holdout", 0), ("training.warmup_steps", 0), ("training.weight_decay", 0), ("training.adam_beta1", 0),
+    ("training.max_grad_norm", 0), ("training.seed", 0), ("training.seed", 2**32 - 1), ("grpo.group_size", 2),
+    ("grpo.top_p", 1.0), ("grpo.beta", 0), ("vllm.server_port", 65535), ("evaluation.temperature", 0),
+    ("evaluation.top_p", 1.0), ("evaluation.every_steps", 0), ("data.max_train_samples", 1),
+]
+
+
+@pytest.mark.parametrize("key,bad", OTHER_END, ids=[k for k, _ in OTHER_END])
+def test_a_two_ended_range_refuses_a_value_past_either_end(tmp_path, key, bad):
+    section, name = key.split(".")
+    with pytest.raises(ConfigError, match=rf"'{re.escape(key)}' must be .*, got {re.escape(repr(bad))}"):
+        load_config(write(tmp_path, {section: {name: bad}}))
+
+
+def test_every_two_ended_range_has_a_row_for_each_end():
+    """A range stated with two ends ("in (0, 1]", "between 0 and 1", "1 .. 65535") is tested past both."""
+    two_ended = {k for k, (_, what) in RANGES.items() if re.search(r"\bin [(\[]|between|\.\.", what)}
+    assert two_ended == {k for k, _ in OTHER_END}
+
+
+@pytest.mark.parametrize("key,edge", EDGES, ids=[f"{k}={v}" for k, v in EDGES])
+def test_the_ends_of_a_range_are_accepted(key, edge):
+    overrides = [f"{key}={edge}"] + (["evaluation.enabled=false"] if key == "data.eval_holdout" else [])
+    assert getattr(getattr(load_config(None, overrides), key.split(".")[0]), key.split(".")[1]) == edge
+
+
 @pytest.mark.parametrize("file,overrides,blamed", [
     ({}, ["training.max_steps=0"], "override training.max_steps=0: 'training.max_steps' must be at least 1"),
     ({}, ["training.learnig_rate=1"], "override training.learnig_rate=1: unknown key 'training.learnig_rate'"),

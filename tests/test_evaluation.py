@@ -125,6 +125,38 @@ def test_wilson_interval_contains_estimate(successes, total):
     assert hi - lo < 1.0
 
 
+@pytest.mark.parametrize("successes,total", [(1, 10), (40, 100), (1, 3), (2023, 5000), (99, 100)])
+def test_wilson_interval_ends_are_the_score_tests_bounds(successes, total):
+    """Wilson's interval by its definition: the proportions p0 that a score test at 95% does not reject, so at
+    each end |p - p0| = z * sqrt(p0 (1 - p0) / n); and k successes mirror n - k failures."""
+    from train.summary import Z95
+
+    p = successes / total
+    lo, hi = wilson_interval(successes, total)
+    for end in (lo, hi):
+        assert abs(p - end) == pytest.approx(Z95 * (end * (1 - end) / total) ** 0.5, rel=1e-9)
+    mirrored = wilson_interval(total - successes, total)
+    assert (lo, hi) == pytest.approx((1 - mirrored[1], 1 - mirrored[0]), abs=1e-12)
+    assert wilson_interval(40, 100) == pytest.approx((0.3094, 0.4980), abs=1e-4)  # a published value
+
+
+@pytest.mark.parametrize("golds,accuracy,answer", [
+    (["7", "7", "7", "3"], 0.75, "7"),  # the most frequent gold, written in the format, graded like any answer
+    (["2", "2.0", "3", "\\frac{1}{2}"], 0.5, "2"),  # two spellings of one number count together
+    (["1", "2", "3", "4"], 0.25, "1"),
+])
+def test_best_constant_answer_is_graded_in_the_format(golds, accuracy, answer):
+    """The shortcut detector answers every problem with one constant in the r1_zero format (closed by </answer>):
+    an answer that fails the format gate would score 0 and hide a model that only guesses."""
+    from train.summary import best_constant
+
+    records = [{"prompt_id": i, "gold": g} for i, g in enumerate(golds)]
+    assert best_constant(records) == {"best_constant_accuracy": accuracy, "best_constant_answer": answer}
+    summary = summarize([{**r, "source": "s", "category": "wrong_answer", "format_reason": None, "num_tokens": 5,
+                          "truncated": False} for r in records])
+    assert summary["best_constant_accuracy"] == accuracy
+
+
 # --------------------------------------------------------------------------------------------------- plots
 def is_png(path: Path) -> bool:
     data = path.read_bytes()
@@ -415,6 +447,21 @@ def test_standalone_command_rejects_another_heldout_split(tmp_path, tiny_model, 
     (tmp_path / "run/heldout_ids.json").write_text(json.dumps({"data": str(tiny_data), "ids": [0, 1]}))
     assert main(["--config", str(config), "--model", "base"]) == 2
     assert "held-out split differs" in capsys.readouterr().err
+
+
+def test_a_heldout_split_of_the_same_size_from_another_seed_is_refused(tmp_path, tiny_model, tiny_data, capsys):
+    """The run's held-out ids are compared one by one: another seed draws as many problems, others among them."""
+    from step3_GRPO.evaluate import main
+
+    config = tiny_config(tmp_path, tiny_model, tiny_data)
+    ours = [e.id for e in heldout(load_config(config))]
+    theirs = [e.id for e in heldout(load_config(config, ["training.seed=7"]))]
+    assert len(theirs) == len(ours) and theirs != ours
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/heldout_ids.json").write_text(json.dumps({"data": str(tiny_data), "ids": theirs}))
+    assert main(["--config", str(config), "--model", "base", "--output-dir", str(tmp_path / "eval")]) == 2
+    assert "held-out split differs" in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()
 
 
 # ----------------------------------------------------------------------------------------------------- wandb

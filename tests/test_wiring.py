@@ -1,0 +1,223 @@
+"""What the entrypoint hands the libraries it drives: the arguments `step3_GRPO/train_trl.py` gives the trainer, the
+generation settings vLLM gets for the rollouts (against the evaluation's), and the time limit of the reward TRL calls.
+
+The libraries are replaced by stand-ins that record what they are given and stop the run there: nothing is trained,
+and vLLM is never imported (it is not installed on the CPU). The GPU path runs here with the GPU, vLLM and the
+GRPOConfig validation played by stand-ins, so a wiring mistake on it fails on the CPU instead of on every GPU run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.machinery
+import sys
+import types
+
+import pytest
+from trl import GRPOConfig  # the real one: the GPU tests replace it in trl
+
+from step3_GRPO.train_trl import main
+from train.config import load_config
+from train.protocol import MIN_NEW_TOKENS, STOP
+
+from .test_train import config
+
+
+class Handed(Exception):
+    """The stand-in trainer raises it once it has its arguments: the run ends there."""
+
+
+@pytest.fixture
+def handed(monkeypatch, tmp_path, tiny_model, tiny_data):
+    """run(*overrides, gpu=False) -> the keyword arguments the entrypoint gave R1GRPOTrainer. With gpu=True the
+    machine has a GPU and vLLM (stand-ins), and `args` is the dict of what the entrypoint gave GRPOConfig."""
+    import trl
+
+    import train.models
+    import train.trainer
+
+    got: dict = {}
+
+    class Trainer:
+        def __init__(self, *args, **kwargs):
+            assert not args, "the entrypoint passes the trainer's arguments by name"
+            got.update(kwargs)
+            raise Handed
+
+    monkeypatch.setattr(train.trainer, "R1GRPOTrainer", Trainer)
+
+    def run(*overrides: str, gpu: bool = False) -> dict:
+        if gpu:
+            monkeypatch.setattr(train.models, "has_gpu", lambda: True)
+            vllm = types.ModuleType("vllm")  # found by the entrypoint's "is vllm installed" check, never used
+            vllm.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+            monkeypatch.setitem(sys.modules, "vllm", vllm)
+            # GRPOConfig refuses bf16 without a GPU: record its arguments instead
+            monkeypatch.setattr(trl, "GRPOConfig", lambda **kw: types.SimpleNamespace(**kw))
+            overrides = ("vllm.use_vllm=true", *overrides)  # the tests' config turns vLLM off
+        cfg = config(tmp_path, tiny_model, tiny_data)
+        with pytest.raises(Handed):
+            main(["--config", str(cfg), *overrides])
+        if gpu:
+            got["args"] = vars(got["args"])
+        return got
+
+    return run
+
+
+# ------------------------------------------------------------------------------------- entrypoint -> trainer
+@pytest.mark.parametrize("mask", [True, False])
+def test_mask_truncated_completions_reaches_the_trainer(handed, mask):
+    """grpo.mask_truncated_completions is the subclass's own mask (TRL's counts a stop at </answer> as a cut)."""
+    kw = handed(f"grpo.mask_truncated_completions={str(mask).lower()}")
+    assert kw["mask_truncated_completions"] is mask
+    assert kw["args"].mask_truncated_completions is False  # TRL's mask stays off
+
+
+def test_the_trainer_gets_the_rewards_the_data_and_the_config(handed):
+    from train.rewards_math import answer_reward, format_reward
+
+    kw = handed("grpo.group_size=4", "evaluation.every_steps=2", "evaluation.periodic_samples=3")
+    assert kw["reward_funcs"] == [answer_reward, format_reward]
+    assert kw["args"].reward_weights == [1.0, 0.0]  # the answer trains; the format rate is only logged
+    assert kw["args"].num_generations == 4 and kw["args"].eval_strategy == "steps"
+    assert set(kw["train_dataset"].column_names) == {"prompt", "solution", "source"}
+    assert len(kw["eval_dataset"]) == 3  # the periodic evaluation: held-out rows, never trained on
+    assert not set(kw["eval_dataset"]["prompt"]) & set(kw["train_dataset"]["prompt"])
+    assert kw["processing_class"].pad_token is not None
+
+
+def test_on_the_cpu_transformers_generates_with_the_protocols_stop(handed):
+    kw = handed()
+    args = kw["args"]
+    assert not args.use_vllm and args.use_cpu
+    assert args.generation_kwargs == {"stop_strings": [STOP], "min_new_tokens": MIN_NEW_TOKENS}
+    # TRL calls generate() without the tokenizer that stop strings need: the entrypoint binds it
+    generate = kw["model"].generate
+    assert isinstance(generate, functools.partial) and generate.keywords["tokenizer"] is kw["processing_class"]
+
+
+# ---------------------------------------------------------------------------------- the rollouts' vLLM settings
+# What vLLM's SamplingParams does with a key left out (vLLM 0.26); top_k -1 and 0 both mean "off".
+VLLM_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0,
+                 "presence_penalty": 0.0, "frequency_penalty": 0.0, "stop": None, "stop_token_ids": None,
+                 "include_stop_str_in_output": False, "min_tokens": 0, "ignore_eos": False,
+                 "skip_special_tokens": True, "spaces_between_special_tokens": True, "bad_words": None,
+                 "logit_bias": None, "allowed_token_ids": None, "structured_outputs": None}
+# Keys set from different config sections on purpose (grpo.* for the rollouts, evaluation.* for the evaluation).
+OWN_SECTION = ("temperature", "top_p")
+
+
+def trl_rollout_params(args: dict) -> dict:
+    """What TRL 1.16 gives vLLM's SamplingParams for a rollout (trl/generation/vllm_generation.py, colocate and
+    server alike): the trainer's sampling fields, then `generation_kwargs` on top. `args` holds what the entrypoint
+    gave GRPOConfig; GRPOConfig's defaults fill the rest."""
+    a = {f.name: f.default for f in dataclasses.fields(GRPOConfig) if f.init} | args
+    return {"n": 1, "repetition_penalty": a["repetition_penalty"], "temperature": a["temperature"], "top_p": a["top_p"],
+            "top_k": a["top_k"], "min_p": 0.0 if a["min_p"] is None else a["min_p"],
+            "max_tokens": a["max_completion_length"], **(a["generation_kwargs"] or {})}
+
+
+def eval_params(tmp_path, tiny_model, tiny_data, monkeypatch, *overrides: str) -> dict:
+    """The keyword arguments of the evaluation's SamplingParams (train/generation.py), from a stand-in vLLM."""
+    import train.generation
+
+    seen: list[dict] = []
+
+    class SamplingParams(dict):
+        def __init__(self, **kw):
+            super().__init__(kw)
+            seen.append(kw)
+
+    class LLM:
+        def __init__(self, **kw):
+            pass
+
+        def generate(self, prompts, params, use_tqdm=True):
+            done = types.SimpleNamespace(text="x </think> <answer> 5 </answer>", token_ids=[1, 2], finish_reason="stop")
+            return [types.SimpleNamespace(outputs=[done] * p["n"]) for p in params]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    monkeypatch.setattr(train.generation, "gpu_total_memory", lambda: 80 << 30)
+    cfg = load_config(config(tmp_path, tiny_model, tiny_data), list(overrides))
+    train.generation.generate_vllm(cfg, str(tiny_model), ["What is 2 + 3? Assistant: <think>"])
+    (params,) = seen
+    return params
+
+
+def vllm_output(text: str, params: dict) -> str:
+    """The text vLLM returns for a model that writes `text`: cut at the first stop string, which is kept only with
+    include_stop_str_in_output."""
+    p = VLLM_DEFAULTS | params
+    hits = [(text.find(s), s) for s in p["stop"] or [] if s in text]
+    if not hits:
+        return text
+    at, stop = min(hits)
+    return text[: at + len(stop)] if p["include_stop_str_in_output"] else text[:at]
+
+
+def test_vllm_rollouts_keep_the_stop_so_the_format_gate_passes(handed):
+    """A rollout that answers in the format is cut at </answer> by vLLM: with the stop kept it earns its reward;
+    without it (or without the stop: generation runs on past the answer) every rollout scores 0."""
+    from train.rewards_math import answer_reward, format_reward
+
+    kw = handed(gpu=True)
+    args = kw["args"]
+    assert args["use_vllm"] and args["vllm_mode"] == "colocate" and args["bf16"] and not args["use_cpu"]
+    params = trl_rollout_params(args)
+    assert params["stop"] == [STOP] and params["include_stop_str_in_output"] is True
+    assert params["min_tokens"] == MIN_NEW_TOKENS
+    model_writes = "2 and 3 make 5 </think> <answer> 5 </answer> and then more text"
+    rollout = vllm_output(model_writes, params)
+    assert rollout == "2 and 3 make 5 </think> <answer> 5 </answer>"
+    assert format_reward([rollout]) == [1.0] and answer_reward([rollout], ["\\boxed{5}"]) == [1.0]
+    assert not isinstance(kw["model"].generate, functools.partial)  # vLLM generates, not model.generate
+
+
+def test_vllm_rollouts_are_sampled_and_cut_as_the_evaluation_samples(handed, tmp_path, tiny_model, tiny_data,
+                                                                      monkeypatch):
+    """The reward optimised is the accuracy reported only if the rollouts and the evaluation's samples come from
+    one protocol: every key that changes what vLLM samples or where it cuts is the same on both sides (or, where
+    one side leaves it out, vLLM's default), apart from temperature and top_p, which each side takes from its own
+    section (equal here)."""
+    trainer = trl_rollout_params(handed(gpu=True)["args"])
+    evaluation = eval_params(tmp_path, tiny_model, tiny_data, monkeypatch)
+    assert (evaluation["stop"], evaluation["include_stop_str_in_output"]) == ([STOP], True)
+
+    def setting(side: dict, key: str):
+        v = side.get(key, VLLM_DEFAULTS[key])
+        return 0 if key == "top_k" and v == -1 else v
+
+    differ = {k: (setting(trainer, k), setting(evaluation, k)) for k in VLLM_DEFAULTS
+              if setting(trainer, k) != setting(evaluation, k)}
+    assert differ == {}, f"rollouts and evaluation sample differently (rollout, evaluation): {differ}"
+    unknown = (set(trainer) | set(evaluation)) - set(VLLM_DEFAULTS) - {"n", "max_tokens", "logprobs", "seed"}
+    assert not unknown, f"add {unknown} to VLLM_DEFAULTS with vLLM's default, so that both sides are compared"
+
+
+def test_the_sampling_sections_reach_their_own_side(handed, tmp_path, tiny_model, tiny_data, monkeypatch):
+    """grpo.temperature/top_p sample the rollouts, evaluation.temperature/top_p the evaluation, each alone."""
+    trainer = trl_rollout_params(handed("grpo.temperature=0.7", "grpo.top_p=0.9", gpu=True)["args"])
+    evaluation = eval_params(tmp_path, tiny_model, tiny_data, monkeypatch, "evaluation.temperature=0.5",
+                             "evaluation.top_p=0.8", "grpo.temperature=0.7", "grpo.top_p=0.9")
+    assert (trainer["temperature"], trainer["top_p"]) == (0.7, 0.9)
+    assert (evaluation["temperature"], evaluation["top_p"]) == (0.5, 0.8)
+
+
+# -------------------------------------------------------------------------------- the reward TRL calls
+def test_the_training_reward_bounds_each_batch_by_its_time_limit(monkeypatch):
+    """answer_reward hands its batch time limit (REWARD_BATCH_TIMEOUT_S) to the grader: with a limit already
+    spent, no answer is graded; each scores 0 and is logged as a grader timeout. Without the limit these correct
+    answers would score 1 (and an answer that sends sympy into its time limit would stall the step)."""
+    from train.rewards_math import answer_reward
+
+    scope = answer_reward.__globals__
+    assert "REWARD_BATCH_TIMEOUT_S" in scope, "answer_reward's batch time limit was renamed: update this test"
+    correct = ["so </think> <answer> 5 </answer>"] * 3
+    logged: dict = {}
+    assert answer_reward(correct, ["\\boxed{5}"] * 3, log_metric=logged.__setitem__) == [1.0] * 3
+    assert logged == {"rewards/grader_timeouts": 0.0}
+    monkeypatch.setitem(scope, "REWARD_BATCH_TIMEOUT_S", 0.0)
+    assert answer_reward(correct, ["\\boxed{5}"] * 3, log_metric=logged.__setitem__) == [0.0] * 3
+    assert logged == {"rewards/grader_timeouts": 3.0}
