@@ -160,6 +160,27 @@ def test_a_checkpoint_cut_short_is_never_named_as_the_previous_one(tmp_path, dam
     assert (Path(plan.resume_from).name, Path(plan.previous).name) == ("checkpoint-6", "checkpoint-2")
 
 
+# (a change between two launches into one output_dir, still the same run?): one row per kind of key. README: the
+# same command with more training.max_steps, or other evaluation, logging, vLLM or micro-batch settings, continues
+# the run; another model, data or hyper-parameter is another run.
+CHANGES = [
+    ("training.max_steps=400", True), ("training.max_minutes=5", True), ("training.micro_batch_size=4", True),
+    ("training.gradient_checkpointing=false", True), ("vllm.gpu_memory_utilization=0.5", True),
+    ("evaluation.max_tokens=64", True), ("logging.logging_steps=5", True), ("checkpointing.save_steps=10", True),
+    ("model.cache_dir=/tmp/elsewhere", True),
+    ("model.name_or_path=other/model", False), ("model.dtype=bfloat16", False), ("data.path=other.jsonl", False),
+    ("data.eval_holdout=10", False), ("data.max_prompt_tokens=256", False), ("training.seed=1", False),
+    ("training.prompts_per_step=16", False), ("training.learning_rate=2e-5", False), ("grpo.beta=0.1", False),
+    ("grpo.group_size=4", False), ("grpo.loss_type=dr_grpo", False),
+]
+
+
+@pytest.mark.parametrize("change,same", CHANGES, ids=[c for c, _ in CHANGES])
+def test_what_a_continued_run_may_change(tmp_path, change, same):
+    out = this_run(tmp_path)
+    assert (differences(out, cfg_for(tmp_path, change)) == []) is same
+
+
 def test_one_data_file_spelled_two_ways_is_the_same_run(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "d.jsonl").write_text("{}\n")

@@ -221,3 +221,76 @@ def test_the_training_reward_bounds_each_batch_by_its_time_limit(monkeypatch):
     monkeypatch.setitem(scope, "REWARD_BATCH_TIMEOUT_S", 0.0)
     assert answer_reward(correct, ["\\boxed{5}"] * 3, log_metric=logged.__setitem__) == [0.0] * 3
     assert logged == {"rewards/grader_timeouts": 3.0}
+
+
+# ------------------------------------------------------------------------------ every key TRL reads reaches it
+# (overrides, GRPOConfig field, the value it must arrive with): one row per project key that TRL reads
+TO_TRL = [
+    (["training.max_steps=7"], "max_steps", 7),
+    (["training.learning_rate=3e-4"], "learning_rate", 3e-4),
+    (["training.lr_scheduler_type=linear", "training.warmup_steps=3"], "lr_scheduler_type", "linear"),
+    (["training.lr_scheduler_type=linear", "training.warmup_steps=3"], "warmup_steps", 3),
+    (["training.weight_decay=0.1"], "weight_decay", 0.1),
+    (["training.adam_beta1=0.8"], "adam_beta1", 0.8),
+    (["training.adam_beta2=0.99"], "adam_beta2", 0.99),
+    (["training.max_grad_norm=0.5"], "max_grad_norm", 0.5),
+    (["training.optim=adamw_torch"], "optim", "adamw_torch"),
+    (["training.gradient_checkpointing=false"], "gradient_checkpointing", False),
+    (["training.seed=5"], "seed", 5),
+    (["training.seed=5"], "data_seed", 5),
+    (["training.prompts_per_step=4", "grpo.group_size=4", "training.micro_batch_size=2"],
+     "per_device_train_batch_size", 2),
+    (["training.prompts_per_step=4", "grpo.group_size=4", "training.micro_batch_size=2"],
+     "gradient_accumulation_steps", 8),
+    (["training.prompts_per_step=4", "grpo.group_size=4", "training.micro_batch_size=2"], "steps_per_generation", 8),
+    (["grpo.group_size=4"], "num_generations", 4),
+    (["grpo.group_size=4"], "per_device_eval_batch_size", 4),  # the periodic evaluation: one group at a time
+    (["grpo.temperature=0.7"], "temperature", 0.7),
+    (["grpo.top_p=0.9"], "top_p", 0.9),
+    (["grpo.max_completion_length=300"], "max_completion_length", 300),
+    (["grpo.loss_type=dr_grpo"], "loss_type", "dr_grpo"),
+    (["grpo.scale_rewards=batch"], "scale_rewards", "batch"),
+    (["grpo.beta=0.04"], "beta", 0.04),
+    (["grpo.epsilon=0.3"], "epsilon", 0.3),
+    (["grpo.num_iterations=2"], "num_iterations", 2),
+    (["vllm.mode=server", "vllm.enable_sleep_mode=false"], "vllm_mode", "server"),
+    (["vllm.gpu_memory_utilization=0.5"], "vllm_gpu_memory_utilization", 0.5),
+    (["vllm.enable_sleep_mode=false"], "vllm_enable_sleep_mode", False),
+    (["vllm.tensor_parallel_size=2"], "vllm_tensor_parallel_size", 2),
+    (["vllm.server_port=8123"], "vllm_server_port", 8123),
+    # vLLM's context holds the longest prompt trained on and its completion
+    (["data.max_prompt_tokens=200", "grpo.max_completion_length=300"], "vllm_max_model_length", 500),
+    (["checkpointing.output_dir=/tmp/run-x"], "output_dir", "/tmp/run-x"),
+    (["checkpointing.save_steps=5"], "save_steps", 5),
+    (["checkpointing.save_total_limit=2"], "save_total_limit", 2),
+    (["evaluation.every_steps=4"], "eval_steps", 4),
+    (["evaluation.every_steps=4"], "eval_strategy", "steps"),
+    (["logging.logging_steps=3"], "logging_steps", 3),
+    (["logging.log_completions=true"], "log_completions", True),
+    (["logging.run_name=abc"], "run_name", "abc"),
+    (["logging.wandb=offline"], "report_to", ["wandb"]),
+    (["logging.wandb=off"], "report_to", []),
+]
+# GRPOConfig fields the entrypoint sets whatever the config says (or from the machine): no row above
+FIXED = {"bf16", "use_cpu", "mask_truncated_completions", "generation_kwargs", "reward_weights", "use_vllm",
+         "vllm_server_host", "save_strategy", "dataloader_num_workers"}
+
+
+@pytest.mark.parametrize("overrides,field,expected", TO_TRL, ids=[f"{f}:{' '.join(o)}" for o, f, _ in TO_TRL])
+def test_every_key_trl_reads_reaches_grpo_config(overrides, field, expected):
+    from step3_GRPO.train_trl import grpo_args
+    from train.config import plan_batch
+
+    cfg = load_config("config/quickstart.yaml", overrides)
+    args = grpo_args(cfg, plan_batch(cfg, cfg.vllm.tensor_parallel_size), on_gpu=False, eval_rows=8)
+    got = getattr(args, field)
+    assert getattr(got, "value", got) == expected
+
+
+def test_every_field_the_entrypoint_sets_has_a_row():
+    """A key newly handed to GRPOConfig gets a row in TO_TRL (or in FIXED, when no key of the config sets it)."""
+    from step3_GRPO.train_trl import grpo_kwargs
+    from train.config import plan_batch
+
+    cfg = load_config("config/quickstart.yaml")
+    assert set(grpo_kwargs(cfg, plan_batch(cfg, 1), on_gpu=False, eval_rows=8)) == {f for _, f, _ in TO_TRL} | FIXED
