@@ -416,6 +416,39 @@ def test_compare_refuses_what_is_not_a_summary(tmp_path, capsys, content, messag
     assert not (tmp_path / "cmp").exists()  # nothing half-written
 
 
+@pytest.mark.parametrize("section,key,other", [
+    ("dataset", "path", "math500.jsonl"), ("dataset", "num_problems", 100), ("dataset", "seed", 7),
+    ("dataset", "split", "all"), ("sampling", "temperature", 0), ("sampling", "max_tokens", 512),
+])
+def test_compare_warns_when_evaluations_were_not_run_alike(section, key, other):
+    """README: --compare warns when the evaluations were not run alike (other problems, other sampling)."""
+    from train.reporting import compare
+
+    def summary(change: dict | None = None):
+        s = {"total_samples": 500, "accuracy": 0.5, "format_accuracy": 0.9, "accuracy_ci95": [0.45, 0.55],
+             "categories": {"correct": {"count": 250}, "wrong_answer": {"count": 200}, "format_failure": {"count": 50}},
+             "dataset": {"path": "gsm8k.jsonl", "split": "heldout", "num_problems": 500, "seed": 42},
+             "sampling": {"temperature": 1.0, "max_tokens": 1024}}
+        for (sec, k), v in (change or {}).items():
+            s[sec] = {**s[sec], k: v}
+        return s
+
+    assert "warning" not in compare([("a", summary()), ("b", summary())])
+    table = compare([("a", summary()), ("b", summary({(section, key): other}))])
+    assert table.splitlines()[-1].startswith(f"warning: not run alike: {section}.{key} ")
+
+
+def test_the_base_model_is_evaluated_into_the_run_folder_before_training(tmp_path, tiny_model, tiny_data):
+    """README: evaluate the base model first (into <output_dir>/eval_base), then train into the same output_dir."""
+    from step3_GRPO.evaluate import main
+    from train.checkpoints import plan_output_dir
+
+    config = tiny_config(tmp_path, tiny_model, tiny_data)
+    assert main(["--config", str(config), "--model", "base", "evaluation.max_samples=1"]) == 0
+    assert json.loads((tmp_path / "run/eval_base/eval_summary.json").read_text())["total_samples"] == 1
+    assert plan_output_dir(load_config(config)).resume_from is None  # a fresh run, not "files not from a run"
+
+
 def test_an_output_dir_that_is_a_file(tmp_path, tiny_model, tiny_data, capsys):
     from step3_GRPO.evaluate import main
 

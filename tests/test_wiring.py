@@ -294,3 +294,39 @@ def test_every_field_the_entrypoint_sets_has_a_row():
 
     cfg = load_config("config/quickstart.yaml")
     assert set(grpo_kwargs(cfg, plan_batch(cfg, 1), on_gpu=False, eval_rows=8)) == {f for _, f, _ in TO_TRL} | FIXED
+
+
+def test_processes_that_did_not_form_one_group_are_refused(monkeypatch, tmp_path, tiny_model, tiny_data, capsys):
+    """Two processes launched without a rendezvous (WORLD_SIZE=2, but the trainer's group holds one): each would
+    train alone on half the batch; the run stops with the fix instead."""
+    import contextlib
+
+    import accelerate
+    import trl
+
+    import train.trainer
+
+    class State:  # no process group to join here: the trainer's own count (1) is what the check reads
+        def __init__(self, cpu):
+            pass
+
+        def local_main_process_first(self):
+            return contextlib.nullcontext()
+
+        main_process_first = local_main_process_first
+
+    class Trainer:
+        def __init__(self, **kwargs):
+            self.accelerator = types.SimpleNamespace(num_processes=1)
+
+        def train(self, **kwargs):
+            pytest.fail("trained in a group of 1 while launched as 2")
+
+    monkeypatch.setattr(accelerate, "PartialState", State)
+    monkeypatch.setattr(trl, "GRPOConfig", lambda **kw: types.SimpleNamespace(**kw))  # it would join a group too
+    monkeypatch.setattr(train.trainer, "R1GRPOTrainer", Trainer)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["--config", str(config(tmp_path, tiny_model, tiny_data))]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the model's loading bar
+    assert last == ("error: the 2 processes did not form one group (the trainer sees 1); start them with "
+                    "./launch_trl.sh or torchrun")
