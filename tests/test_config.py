@@ -234,6 +234,24 @@ def test_the_ends_of_a_range_are_accepted(key, edge):
     assert getattr(getattr(load_config(None, overrides), key.split(".")[0]), key.split(".")[1]) == edge
 
 
+# (key, its choices): every key that takes one of a few words refuses any other word
+CHOICE_KEYS = [
+    ("model.dtype", "float32, bfloat16"), ("grpo.loss_type", "grpo, dr_grpo, dapo, bnpo, cispo, sapo"),
+    ("grpo.scale_rewards", "group, batch, none"), ("vllm.mode", "colocate, server"),
+    ("logging.wandb", "auto, online, offline, off"),
+]
+
+
+@pytest.mark.parametrize("key,choices", CHOICE_KEYS, ids=[k for k, _ in CHOICE_KEYS])
+def test_a_word_outside_a_keys_choices_is_refused(tmp_path, key, choices):
+    section, name = key.split(".")
+    with pytest.raises(ConfigError, match=rf"'{re.escape(key)}' is 'nonsense'; choose one of {re.escape(choices)}$"):
+        load_config(write(tmp_path, {section: {name: "nonsense"}}))
+    for choice in choices.split(", "):
+        extra = {"vllm": {"mode": "server", "enable_sleep_mode": False}} if choice == "server" else {}
+        assert load_config(write(tmp_path, {section: {name: choice}, **extra})) is not None
+
+
 @pytest.mark.parametrize("file,overrides,blamed", [
     ({}, ["training.max_steps=0"], "override training.max_steps=0: 'training.max_steps' must be at least 1"),
     ({}, ["training.learnig_rate=1"], "override training.learnig_rate=1: unknown key 'training.learnig_rate'"),

@@ -295,6 +295,18 @@ def test_another_tokenizer_measures_the_prompts_again(tmp_path, tiny_model):
         build_splits(cfg, load_rows(cfg.data), byte_tokenizer())  # one token per byte: all too long
 
 
+def test_another_solution_column_extracts_the_golds_again(tmp_path):
+    """One file with two answer columns: switching data.solution_column trains on the other column's golds."""
+    rows = [{"problem": f"p{i}", "solution": f"so \\boxed{{{i}}}", "answer": f"#### {i + 100}", "source": "s"}
+            for i in range(30)]
+    path = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    for column, offset in (("solution", 0), ("answer", 100)):
+        cfg = cfg_for(path, f"data.solution_column={column}")
+        splits = build_splits(cfg, load_rows(cfg.data))
+        assert all(int(r["gold"]) == r["id"] + offset for r in splits.train.to_list())
+        assert all(int(e.gold) == e.id + offset for e in splits.heldout)
+
+
 def test_a_first_batch_without_any_gold_answer(tmp_path):
     """The gold column is typed: a first batch of rows without gold (all None) must not fix its type to null."""
     rows = [{"problem": f"p{i}", "solution": "no answer" if i < 2500 else f"so \\boxed{{{i}}}", "source": "s"}

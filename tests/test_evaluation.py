@@ -50,6 +50,15 @@ def test_categories_on_fixture_responses(case):
     assert rec["prompt_id"] == case["prompt_id"] and rec["gold"] == case["gold"]
 
 
+def test_an_answer_the_grader_runs_out_of_time_on_is_wrong_and_counted():
+    """As in training: sympy past its time limit scores 0, and the summary counts it."""
+    hang = {"prompt_id": 0, "gold": "\\frac13", "source": "s", "response": "</think> <answer>9^{9^{9^{9}}}</answer>",
+            "truncated": False}
+    records = records_from([hang, {**hang, "prompt_id": 1, "gold": "5", "response": "</think> <answer>5</answer>"}])
+    assert [(r["category"], r["grader_timed_out"]) for r in records] == [("wrong_answer", True), ("correct", False)]
+    assert summarize(records)["grader_timeouts"] == 1
+
+
 def test_record_fields():
     (rec,) = records_from(CASES[:1])
     assert set(rec) >= {"prompt_id", "source", "response", "answer", "gold", "category", "format_reason",

@@ -330,3 +330,48 @@ def test_processes_that_did_not_form_one_group_are_refused(monkeypatch, tmp_path
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the model's loading bar
     assert last == ("error: the 2 processes did not form one group (the trainer sees 1); start them with "
                     "./launch_trl.sh or torchrun")
+
+
+def test_a_pad_token_that_is_not_eos_also_ends_a_completion(handed, tmp_path, tiny_model):
+    """TRL masks a completion after its first EOS, and rows that stopped early are padded: with a pad token other
+    than EOS (Qwen's instruct models), the entrypoint adds pad to the model's EOS ids so that padding never trains."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    model = tmp_path / "pad-model"
+    shutil.copytree(tiny_model, model)
+    tok = AutoTokenizer.from_pretrained(model)
+    tok.pad_token = tok.convert_ids_to_tokens(5)
+    tok.save_pretrained(model)
+    kw = handed(f"model.name_or_path={model}")
+    assert kw["model"].generation_config.eos_token_id == [tok.eos_token_id, 5]
+    assert kw["processing_class"].pad_token_id == 5
+
+
+def test_on_the_cpu_rollouts_and_evaluation_sample_alike(handed, tmp_path, tiny_model, tiny_data, monkeypatch):
+    """transformers generates on a CPU, for the rollouts (TRL 1.16 builds its GenerationConfig from the trainer's
+    sampling fields and generation_kwargs, trl/trainer/grpo_trainer.py) and for the evaluation: both set every
+    sampling key themselves (transformers' own fallback, top_k=50, is not the protocol), and alike."""
+    import train.generation
+    import train.models
+
+    args = handed()["args"]
+    trainer = {"do_sample": True, "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
+               "repetition_penalty": args.repetition_penalty, **args.generation_kwargs}
+    seen: dict = {}
+    load = train.models.load_policy
+
+    def recording(path, dtype):
+        model = load(path, dtype)
+        real = model.generate
+        model.generate = lambda **kw: seen.update(kw) or real(**kw)
+        return model
+
+    monkeypatch.setattr(train.models, "load_policy", recording)
+    cfg = load_config(config(tmp_path, tiny_model, tiny_data))
+    train.generation.generate_transformers(cfg, str(tiny_model), ["What is 2 + 3? Assistant: <think>"])
+    evaluation = {k: seen.get(k, "unset") for k in trainer}
+    assert evaluation == trainer == {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0,
+                                     "repetition_penalty": 1.0, "stop_strings": [STOP],
+                                     "min_new_tokens": MIN_NEW_TOKENS}
