@@ -217,6 +217,27 @@ def test_a_read_only_output_dir(tmp_path, monkeypatch):
         check_writable(tmp_path / "out" / "new")
 
 
+# (save_steps, max_steps, steps already done, checkpoints still to write): transformers saves every save_steps
+# and at the last step (README), which the disk check counts
+SAVES = [(50, 200, 0, 4), (50, 120, 0, 3), (50, 120, 100, 1), (2, 4, 4, 0), (4, 4, 0, 1), (3, 10, 0, 4)]
+
+
+@pytest.mark.parametrize("save_steps,max_steps,done,left", SAVES, ids=[str(s) for s in SAVES])
+def test_checkpoints_still_to_write(save_steps, max_steps, done, left):
+    from train.checkpoints import saves_left
+
+    assert saves_left(save_steps, max_steps, done) == left
+
+
+def test_a_checkpoint_is_12_bytes_a_parameter_in_float32():
+    """README: fp32 weights and AdamW's two moments, 18 GB for 1.5B parameters; the weights alone a third."""
+    from train.checkpoints import checkpoint_bytes
+
+    assert checkpoint_bytes(1_500_000_000, "float32", weights_only=False) == 18_000_000_000
+    assert checkpoint_bytes(1_500_000_000, "float32", weights_only=True) == 6_000_000_000
+    assert checkpoint_bytes(1_500_000_000, "bfloat16", weights_only=False) == 9_000_000_000
+
+
 @pytest.mark.parametrize("overrides,free_gb,ok", [
     ([], 1.0, True),  # a 60k-parameter model: a few MB
     ([], 0.002, False),  # 2 MB cannot hold 4 checkpoints of 0.7 MB and the final model

@@ -37,6 +37,31 @@ def test_shipped_default_is_the_faithful_recipe():
     assert (cfg.vllm.use_vllm, cfg.vllm.mode, cfg.vllm.enable_sleep_mode) == (True, "colocate", True)
 
 
+def test_the_quick_start_is_what_the_readme_says():
+    """README: CPU generation, 16 held-out problems, one checkpoint without optimizer state, float32, in
+    outputs/quickstart, replacing the last run rather than refusing it."""
+    from train.checkpoints import saves_left
+
+    cfg = load_config(ROOT / "config/quickstart.yaml")
+    assert (cfg.vllm.use_vllm, cfg.evaluation.use_vllm) == (False, False)
+    assert cfg.data.eval_holdout == 16 and cfg.evaluation.max_samples is None
+    assert saves_left(cfg.checkpointing.save_steps, cfg.training.max_steps, 0) == 1
+    assert cfg.trl == {"save_only_model": True} and cfg.model.dtype == "float32"
+    assert (cfg.checkpointing.output_dir, cfg.checkpointing.overwrite) == ("outputs/quickstart", True)
+
+
+def test_relative_paths_are_taken_from_here_or_else_from_the_project_root(tmp_path, monkeypatch):
+    """README: the shipped configs work from any folder; a file in the current folder wins over the project's."""
+    from train.config import resolve_path
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_path("config/prompts/r1_zero.prompt") == ROOT / "config/prompts/r1_zero.prompt"
+    (tmp_path / "config/prompts").mkdir(parents=True)
+    (tmp_path / "config/prompts/r1_zero.prompt").write_text("mine: {question}")
+    assert resolve_path("config/prompts/r1_zero.prompt").resolve() == tmp_path / "config/prompts/r1_zero.prompt"
+    assert resolve_path("no/such/file") == Path("no/such/file")  # named as given in the error
+
+
 SECTIONS = [f for f in dataclasses.fields(Config) if f.name != "trl"]  # trl: GRPOConfig's other fields, passed through
 
 

@@ -3,6 +3,7 @@ standalone command on the tiny model (CPU), wandb offline, plots."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -560,3 +561,8 @@ def test_wandb_offline_run_holds_eval_metrics(tmp_path, tiny_model, tiny_data, m
     assert history["eval/samples/nrows"] == 3
     assert history["eval/best_constant_accuracy"] == pytest.approx(summary["best_constant_accuracy"])
     assert ("grpo-7-eval", "grpo-7") in runs  # named after the training run, in its group
+    # README: an offline run ends with the `wandb sync` command that uploads it; its pattern names this run
+    from train.tracking import sync_command
+
+    command = sync_command(cfg.logging, tmp_path)
+    assert command.startswith("wandb sync ") and glob.glob(command.removeprefix("wandb sync ")) == [str(log.parent)]

@@ -83,6 +83,10 @@ def test_train_end_to_end(tmp_path, formatted_model, guess_data):
     assert all(h["completions/clipped_ratio"] < 1 for h in steps)  # stops at </answer> are no cuts
     assert any("eval_rewards/answer_reward/mean" in h for h in history)  # the periodic held-out evaluation
     assert summary["format_accuracy"] > 0.5  # the held-out answers are graded by the same real reward
+    # README's outputs: the model with its tokenizer, the samples, the plots
+    assert (out / "final_model" / "tokenizer.json").is_file() and (out / "final_model" / "config.json").is_file()
+    assert len((out / "eval_samples.jsonl").read_text().splitlines()) == 6
+    assert (out / "eval_by_source.png").is_file() and (out / "training_curves.png").is_file()
 
 
 def test_grader_timeouts_are_logged(tmp_path, tiny_model, tiny_data, monkeypatch):
