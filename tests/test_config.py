@@ -82,6 +82,22 @@ def test_configuration_reference_is_generated_from_the_schema():
     assert REFERENCE.read_text() == render(), "docs/configuration.md is stale: run python tools/config_reference.py"
 
 
+def test_the_list_of_promises_names_tests_that_exist():
+    """tests/README.md maps each promise of the README and troubleshooting pages to its tests: a renamed or removed
+    test must take its line along."""
+    listed = (ROOT / "tests/README.md").read_text()
+    named = []
+    for cell in re.findall(r"\| ((?:[a-z]+::)?test_\w+(?:, (?:[a-z]+::)?test_\w+)*) \|$", listed, re.M):
+        topic = None
+        for ref in cell.split(", "):
+            topic, _, name = ref.rpartition("::") if "::" in ref else (topic, "", ref)
+            named.append((topic, name))
+    assert len(named) > 100
+    missing = [f"{t}::{n}" for t, n in named
+               if not re.search(rf"^def {n}\(", (ROOT / f"tests/test_{t}.py").read_text(), re.M)]
+    assert not missing, missing
+
+
 def test_every_schema_key_is_described_in_the_reference():
     """Each key gets a row with its meaning (a field without a comment would document nothing), and the trl:
     pass-through its own section."""
