@@ -105,8 +105,6 @@ VLLM_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "re
                  "include_stop_str_in_output": False, "min_tokens": 0, "ignore_eos": False,
                  "skip_special_tokens": True, "spaces_between_special_tokens": True, "bad_words": None,
                  "logit_bias": None, "allowed_token_ids": None, "structured_outputs": None}
-# Keys set from different config sections on purpose (grpo.* for the rollouts, evaluation.* for the evaluation).
-OWN_SECTION = ("temperature", "top_p")
 
 
 def trl_rollout_params(args: dict) -> dict:
