@@ -175,6 +175,7 @@ BAD = [
      r"'evaluation.every_steps' needs held-out rows: set data.eval_holdout > 0, or evaluation.every_steps=0"),
     # n greedy samples are one sample n times
     ({"evaluation": {"n": 4, "temperature": 0}}, r"greedy decoding gives the same answer n times"),
+    ({"evaluation": {"n": 2, "temperature": 0}}, r"'evaluation.n' is 2 with evaluation.temperature=0"),  # the edge
     # server mode: colocate-only keys cannot reach the server, so they are refused there
     ({"vllm": {"mode": "server"}}, r"'vllm.enable_sleep_mode' applies to colocate mode.*enable_sleep_mode=false"),
     ({"vllm": {"mode": "server", "enable_sleep_mode": False, "tensor_parallel_size": 2}},

@@ -373,3 +373,25 @@ def test_on_the_cpu_rollouts_and_evaluation_sample_alike(handed, tmp_path, tiny_
     assert evaluation == trainer == {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0,
                                      "repetition_penalty": 1.0, "stop_strings": [STOP],
                                      "min_new_tokens": MIN_NEW_TOKENS}
+
+
+@pytest.mark.parametrize("free_gib,share", [(79, "0.850"), (30, "0.325"), (2, "0.050")])
+def test_the_final_evaluation_on_a_gpu_asks_vllm_for_what_is_free(monkeypatch, tmp_path, free_gib, share):
+    """On a GPU the final evaluation runs evaluate.py in a fresh process with vLLM's share of the card lowered to
+    what the trainer left free (vLLM refuses a share larger than the free memory), never below 5%."""
+    import subprocess
+
+    import torch
+
+    import train.models
+    from step3_GRPO.train_trl import final_evaluation
+
+    ran = []
+    monkeypatch.setattr(train.models, "has_gpu", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (free_gib << 30, 80 << 30))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(subprocess, "run", lambda cmd, env: ran.append(cmd) or types.SimpleNamespace(returncode=3))
+    cfg = load_config("config/quickstart.yaml", ["evaluation.use_vllm=true", "evaluation.gpu_memory_utilization=0.85"])
+    assert final_evaluation(cfg, "c.yaml", ["training.seed=1"], tmp_path / "final_model", [], None, []) == 3
+    (cmd,) = ran
+    assert cmd[-2:] == ["training.seed=1", f"evaluation.gpu_memory_utilization={share}"]
