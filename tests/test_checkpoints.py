@@ -147,6 +147,40 @@ def test_the_previous_checkpoint_is_known_for_a_failed_load(tmp_path):
         plan_output_dir(cfg_for(tmp_path, f"checkpointing.resume={out / 'checkpoint-6'}"))
 
 
+@pytest.mark.parametrize("damage,reason", DAMAGE, ids=[r for _, r in DAMAGE])
+@pytest.mark.parametrize("resume", ["auto", "checkpoint-6"])
+def test_a_checkpoint_cut_short_is_never_named_as_the_previous_one(tmp_path, damage, reason, resume):
+    """checkpoint-4 was cut short between two complete ones: when checkpoint-6 fails to load, the message points to
+    checkpoint-2 (resuming from checkpoint-4 would fail again)."""
+    out = this_run(tmp_path)
+    for step in (2, 4, 6):
+        checkpoint(out, step)
+    damage(out / "checkpoint-4")
+    plan = plan_output_dir(cfg_for(tmp_path, f"checkpointing.resume={out / resume if resume != 'auto' else resume}"))
+    assert (Path(plan.resume_from).name, Path(plan.previous).name) == ("checkpoint-6", "checkpoint-2")
+
+
+# (a change between two launches into one output_dir, still the same run?): one row per kind of key. README: the
+# same command with more training.max_steps, or other evaluation, logging, vLLM or micro-batch settings, continues
+# the run; another model, data or hyper-parameter is another run.
+CHANGES = [
+    ("training.max_steps=400", True), ("training.max_minutes=5", True), ("training.micro_batch_size=4", True),
+    ("training.gradient_checkpointing=false", True), ("vllm.gpu_memory_utilization=0.5", True),
+    ("evaluation.max_tokens=64", True), ("logging.logging_steps=5", True), ("checkpointing.save_steps=10", True),
+    ("model.cache_dir=/tmp/elsewhere", True),
+    ("model.name_or_path=other/model", False), ("model.dtype=bfloat16", False), ("data.path=other.jsonl", False),
+    ("data.eval_holdout=10", False), ("data.max_prompt_tokens=256", False), ("training.seed=1", False),
+    ("training.prompts_per_step=16", False), ("training.learning_rate=2e-5", False), ("grpo.beta=0.1", False),
+    ("grpo.group_size=4", False), ("grpo.loss_type=dr_grpo", False),
+]
+
+
+@pytest.mark.parametrize("change,same", CHANGES, ids=[c for c, _ in CHANGES])
+def test_what_a_continued_run_may_change(tmp_path, change, same):
+    out = this_run(tmp_path)
+    assert (differences(out, cfg_for(tmp_path, change)) == []) is same
+
+
 def test_one_data_file_spelled_two_ways_is_the_same_run(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "d.jsonl").write_text("{}\n")
@@ -181,6 +215,27 @@ def test_a_read_only_output_dir(tmp_path, monkeypatch):
         check_writable(tmp_path / "out")
     with pytest.raises(ConfigError, match=r"new cannot be created in .* \(Read-only file system\)"):
         check_writable(tmp_path / "out" / "new")
+
+
+# (save_steps, max_steps, steps already done, checkpoints still to write): transformers saves every save_steps
+# and at the last step (README), which the disk check counts
+SAVES = [(50, 200, 0, 4), (50, 120, 0, 3), (50, 120, 100, 1), (2, 4, 4, 0), (4, 4, 0, 1), (3, 10, 0, 4)]
+
+
+@pytest.mark.parametrize("save_steps,max_steps,done,left", SAVES, ids=[str(s) for s in SAVES])
+def test_checkpoints_still_to_write(save_steps, max_steps, done, left):
+    from train.checkpoints import saves_left
+
+    assert saves_left(save_steps, max_steps, done) == left
+
+
+def test_a_checkpoint_is_12_bytes_a_parameter_in_float32():
+    """README: fp32 weights and AdamW's two moments, 18 GB for 1.5B parameters; the weights alone a third."""
+    from train.checkpoints import checkpoint_bytes
+
+    assert checkpoint_bytes(1_500_000_000, "float32", weights_only=False) == 18_000_000_000
+    assert checkpoint_bytes(1_500_000_000, "float32", weights_only=True) == 6_000_000_000
+    assert checkpoint_bytes(1_500_000_000, "bfloat16", weights_only=False) == 9_000_000_000
 
 
 @pytest.mark.parametrize("overrides,free_gb,ok", [

@@ -40,6 +40,31 @@ def test_shipped_default_is_the_faithful_recipe():
     assert cfg.training.gradient_checkpointing is False
 
 
+def test_the_quick_start_is_what_the_readme_says():
+    """README: CPU generation, 16 held-out problems, one checkpoint without optimizer state, float32, in
+    outputs/quickstart, replacing the last run rather than refusing it."""
+    from train.checkpoints import saves_left
+
+    cfg = load_config(ROOT / "config/quickstart.yaml")
+    assert (cfg.vllm.use_vllm, cfg.evaluation.use_vllm) == (False, False)
+    assert cfg.data.eval_holdout == 16 and cfg.evaluation.max_samples is None
+    assert saves_left(cfg.checkpointing.save_steps, cfg.training.max_steps, 0) == 1
+    assert cfg.trl == {"save_only_model": True} and cfg.model.dtype == "float32"
+    assert (cfg.checkpointing.output_dir, cfg.checkpointing.overwrite) == ("outputs/quickstart", True)
+
+
+def test_relative_paths_are_taken_from_here_or_else_from_the_project_root(tmp_path, monkeypatch):
+    """README: the shipped configs work from any folder; a file in the current folder wins over the project's."""
+    from train.config import resolve_path
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_path("config/prompts/r1_zero.prompt") == ROOT / "config/prompts/r1_zero.prompt"
+    (tmp_path / "config/prompts").mkdir(parents=True)
+    (tmp_path / "config/prompts/r1_zero.prompt").write_text("mine: {question}")
+    assert resolve_path("config/prompts/r1_zero.prompt").resolve() == tmp_path / "config/prompts/r1_zero.prompt"
+    assert resolve_path("no/such/file") == Path("no/such/file")  # named as given in the error
+
+
 # the sections of fixed keys; rewards and trl (GRPOConfig's other fields, passed through) are free mappings
 SECTIONS = [f for f in dataclasses.fields(Config) if f.name not in MAPPINGS]
 
@@ -59,6 +84,22 @@ def test_configuration_reference_is_generated_from_the_schema():
     from tools.config_reference import REFERENCE, render
 
     assert REFERENCE.read_text() == render(), "docs/configuration.md is stale: run python tools/config_reference.py"
+
+
+def test_the_list_of_promises_names_tests_that_exist():
+    """tests/README.md maps each promise of the README and troubleshooting pages to its tests: a renamed or removed
+    test must take its line along."""
+    listed = (ROOT / "tests/README.md").read_text()
+    named = []
+    for cell in re.findall(r"\| ((?:[a-z]+::)?test_\w+(?:, (?:[a-z]+::)?test_\w+)*) \|$", listed, re.M):
+        topic = None
+        for ref in cell.split(", "):
+            topic, _, name = ref.rpartition("::") if "::" in ref else (topic, "", ref)
+            named.append((topic, name))
+    assert len(named) > 100
+    missing = [f"{t}::{n}" for t, n in named
+               if not re.search(rf"^def {n}\(", (ROOT / f"tests/test_{t}.py").read_text(), re.M)]
+    assert not missing, missing
 
 
 def test_every_schema_key_is_described_in_the_reference():
@@ -138,6 +179,7 @@ BAD = [
      r"'evaluation.every_steps' needs held-out rows: set data.eval_holdout > 0, or evaluation.every_steps=0"),
     # n greedy samples are one sample n times
     ({"evaluation": {"n": 4, "temperature": 0}}, r"greedy decoding gives the same answer n times"),
+    ({"evaluation": {"n": 2, "temperature": 0}}, r"'evaluation.n' is 2 with evaluation.temperature=0"),  # the edge
     # server mode: colocate-only keys cannot reach the server, so they are refused there
     ({"vllm": {"mode": "server", "enable_sleep_mode": True}},
      r"'vllm.enable_sleep_mode' applies to colocate mode.*enable_sleep_mode=false"),
@@ -204,6 +246,58 @@ def test_every_numeric_key_has_a_range():
                if typing.get_type_hints(type(getattr(Config(), s.name)))[f.name] in (int, float, int | None,
                                                                                    float | None)}
     assert numeric == set(RANGES) == {k for k, _ in OUT_OF_RANGE}
+
+
+# (key, a value past the other end of its range): the keys whose range has two ends (OUT_OF_RANGE has the first)
+OTHER_END = [
+    ("training.adam_beta1", -0.1), ("training.adam_beta2", 1.0), ("training.seed", 2**32), ("grpo.top_p", 1.5),
+    ("vllm.gpu_memory_utilization", 0), ("vllm.server_port", 0), ("evaluation.top_p", 0),
+    ("evaluation.gpu_memory_utilization", 1.0),
+]
+# (key, the value at an end of its range): accepted, so a range drawn one step too tight fails here
+EDGES = [
+    ("data.eval_holdout", 0), ("training.warmup_steps", 0), ("training.weight_decay", 0), ("training.adam_beta1", 0),
+    ("training.max_grad_norm", 0), ("training.seed", 0), ("training.seed", 2**32 - 1), ("grpo.group_size", 2),
+    ("grpo.top_p", 1.0), ("grpo.beta", 0), ("vllm.server_port", 65535), ("evaluation.temperature", 0),
+    ("evaluation.top_p", 1.0), ("evaluation.every_steps", 0), ("data.max_train_samples", 1),
+]
+
+
+@pytest.mark.parametrize("key,bad", OTHER_END, ids=[k for k, _ in OTHER_END])
+def test_a_two_ended_range_refuses_a_value_past_either_end(tmp_path, key, bad):
+    section, name = key.split(".")
+    with pytest.raises(ConfigError, match=rf"'{re.escape(key)}' must be .*, got {re.escape(repr(bad))}"):
+        load_config(write(tmp_path, {section: {name: bad}}))
+
+
+def test_every_two_ended_range_has_a_row_for_each_end():
+    """A range stated with two ends ("in (0, 1]", "between 0 and 1", "1 .. 65535") is tested past both."""
+    two_ended = {k for k, (_, what) in RANGES.items() if re.search(r"\bin [(\[]|between|\.\.", what)}
+    assert two_ended == {k for k, _ in OTHER_END}
+
+
+@pytest.mark.parametrize("key,edge", EDGES, ids=[f"{k}={v}" for k, v in EDGES])
+def test_the_ends_of_a_range_are_accepted(key, edge):
+    overrides = [f"{key}={edge}"] + (["evaluation.enabled=false"] if key == "data.eval_holdout" else [])
+    assert getattr(getattr(load_config(None, overrides), key.split(".")[0]), key.split(".")[1]) == edge
+
+
+# (key, its choices): every key that takes one of a few words refuses any other word
+CHOICE_KEYS = [
+    ("model.dtype", "float32, bfloat16"), ("grpo.loss_type", "grpo, dr_grpo, dapo, bnpo, cispo, sapo"),
+    ("grpo.scale_rewards", "group, batch, none"), ("vllm.mode", "colocate, server"),
+    ("logging.wandb", "auto, online, offline, off"),
+]
+
+
+@pytest.mark.parametrize("key,choices", CHOICE_KEYS, ids=[k for k, _ in CHOICE_KEYS])
+def test_a_word_outside_a_keys_choices_is_refused(tmp_path, key, choices):
+    section, name = key.split(".")
+    with pytest.raises(ConfigError, match=rf"'{re.escape(key)}' is 'nonsense'; choose one of {re.escape(choices)}$"):
+        load_config(write(tmp_path, {section: {name: "nonsense"}}))
+    for choice in choices.split(", "):
+        extra = {"vllm": {"mode": "server", "enable_sleep_mode": False}} if choice == "server" else {}
+        assert load_config(write(tmp_path, {section: {name: choice}, **extra})) is not None
 
 
 @pytest.mark.parametrize("file,overrides,blamed", [

@@ -268,6 +268,60 @@ def test_the_cache_follows_the_graders_parts(monkeypatch, part):
     assert cache_key("data") != before
 
 
+def byte_tokenizer():
+    """A tokenizer without merges: one token per byte, so every prompt is longer than under the tiny model's."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
+    vocab["<|endoftext|>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def test_another_template_builds_the_prompts_again(tmp_path, tiny_model):
+    """The same data in the same cache with another prompt template: training trains on the new prompts (a stale
+    cache would serve the old ones, while the held-out prompts, built apart, used the new one)."""
+    from transformers import AutoTokenizer
+
+    path = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in make_rows(40, seed=3)))
+    other = write(tmp_path / "other.prompt", "Q: {question}\nA: <think>")
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    cfg = cfg_for(path)
+    before = build_splits(cfg, load_rows(cfg.data), tok)
+    assert all(p.startswith(TEMPLATE[:20]) for p in before.train["prompt"])
+    cfg = cfg_for(path, f"data.prompt_template={other}")
+    after = build_splits(cfg, load_rows(cfg.data), tok)
+    assert all(p.startswith("Q: ") for p in list(after.train["prompt"]) + [e.prompt for e in after.heldout])
+
+
+def test_another_tokenizer_measures_the_prompts_again(tmp_path, tiny_model):
+    """The prompt-length filter counts with the run's tokenizer, never with lengths cached for another one."""
+    from transformers import AutoTokenizer
+
+    rows = make_rows(40, seed=4)
+    path = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    longest = max(len(ids) for ids in tok([render(TEMPLATE, r["problem"]) for r in rows])["input_ids"])
+    cfg = cfg_for(path, f"data.max_prompt_tokens={longest}")
+    assert build_splits(cfg, load_rows(cfg.data), tok).stats["dropped_long_prompt"] == 0
+    with pytest.raises(ConfigError, match="every training prompt is longer than data.max_prompt_tokens"):
+        build_splits(cfg, load_rows(cfg.data), byte_tokenizer())  # one token per byte: all too long
+
+
+def test_another_solution_column_extracts_the_golds_again(tmp_path):
+    """One file with two answer columns: switching data.solution_column trains on the other column's golds."""
+    rows = [{"problem": f"p{i}", "solution": f"so \\boxed{{{i}}}", "answer": f"#### {i + 100}", "source": "s"}
+            for i in range(30)]
+    path = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    for column, offset in (("solution", 0), ("answer", 100)):
+        cfg = cfg_for(path, f"data.solution_column={column}")
+        splits = build_splits(cfg, load_rows(cfg.data))
+        assert all(int(r["gold"]) == r["id"] + offset for r in splits.train.to_list())
+        assert all(int(e.gold) == e.id + offset for e in splits.heldout)
+
+
 def test_a_first_batch_without_any_gold_answer(tmp_path):
     """The gold column is typed: a first batch of rows without gold (all None) must not fix its type to null."""
     rows = [{"problem": f"p{i}", "solution": "no answer" if i < 2500 else f"so \\boxed{{{i}}}", "source": "s"}
@@ -351,6 +405,9 @@ def test_bad_data_file_exits_2_and_writes_nothing(tmp_path, tiny_model, capsys):
      "no row of .* has a gold answer .* in column 'solution'", "eval_holdout"),
     # a training cap of 0 leaves nothing: the prompt limit has nothing to do with it (refused with the config)
     (make_rows(30), "data.max_train_samples=0", "'data.max_train_samples' must be at least 1", "max_prompt_tokens"),
+    # every row with a gold answer held out
+    (make_rows(30), "data.eval_holdout=27", r"^data.eval_holdout=27 leaves nothing to train on \(27 rows with a gold "
+                                            r"answer\); lower it$", "max_prompt_tokens"),
 ])
 def test_empty_training_set_blames_the_right_key(tmp_path, rows, override, message, not_said):
     path = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))

@@ -3,6 +3,7 @@ standalone command on the tiny model (CPU), wandb offline, plots."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -48,6 +49,15 @@ def test_categories_on_fixture_responses(case):
     assert rec["reward"] == float(rec["category"] == "correct")
     assert rec["format_reward"] == float(rec["category"] != "format_failure")
     assert rec["prompt_id"] == case["prompt_id"] and rec["gold"] == case["gold"]
+
+
+def test_an_answer_the_grader_runs_out_of_time_on_is_wrong_and_counted():
+    """As in training: sympy past its time limit scores 0, and the summary counts it."""
+    hang = {"prompt_id": 0, "gold": "\\frac13", "source": "s", "response": "</think> <answer>9^{9^{9^{9}}}</answer>",
+            "truncated": False}
+    records = records_from([hang, {**hang, "prompt_id": 1, "gold": "5", "response": "</think> <answer>5</answer>"}])
+    assert [(r["category"], r["grader_timed_out"]) for r in records] == [("wrong_answer", True), ("correct", False)]
+    assert summarize(records)["grader_timeouts"] == 1
 
 
 def test_record_fields():
@@ -123,6 +133,38 @@ def test_wilson_interval_contains_estimate(successes, total):
     lo, hi = wilson_interval(successes, total)
     assert 0.0 <= lo <= successes / total <= hi <= 1.0
     assert hi - lo < 1.0
+
+
+@pytest.mark.parametrize("successes,total", [(1, 10), (40, 100), (1, 3), (2023, 5000), (99, 100)])
+def test_wilson_interval_ends_are_the_score_tests_bounds(successes, total):
+    """Wilson's interval by its definition: the proportions p0 that a score test at 95% does not reject, so at
+    each end |p - p0| = z * sqrt(p0 (1 - p0) / n); and k successes mirror n - k failures."""
+    from train.summary import Z95
+
+    p = successes / total
+    lo, hi = wilson_interval(successes, total)
+    for end in (lo, hi):
+        assert abs(p - end) == pytest.approx(Z95 * (end * (1 - end) / total) ** 0.5, rel=1e-9)
+    mirrored = wilson_interval(total - successes, total)
+    assert (lo, hi) == pytest.approx((1 - mirrored[1], 1 - mirrored[0]), abs=1e-12)
+    assert wilson_interval(40, 100) == pytest.approx((0.3094, 0.4980), abs=1e-4)  # a published value
+
+
+@pytest.mark.parametrize("golds,accuracy,answer", [
+    (["7", "7", "7", "3"], 0.75, "7"),  # the most frequent gold, written in the format, graded like any answer
+    (["2", "2.0", "3", "\\frac{1}{2}"], 0.5, "2"),  # two spellings of one number count together
+    (["1", "2", "3", "4"], 0.25, "1"),
+])
+def test_best_constant_answer_is_graded_in_the_format(golds, accuracy, answer):
+    """The shortcut detector answers every problem with one constant in the r1_zero format (closed by </answer>):
+    an answer that fails the format gate would score 0 and hide a model that only guesses."""
+    from train.summary import best_constant
+
+    records = [{"prompt_id": i, "gold": g} for i, g in enumerate(golds)]
+    assert best_constant(records) == {"best_constant_accuracy": accuracy, "best_constant_answer": answer}
+    summary = summarize([{**r, "source": "s", "category": "wrong_answer", "format_reason": None, "num_tokens": 5,
+                          "truncated": False} for r in records])
+    assert summary["best_constant_accuracy"] == accuracy
 
 
 # --------------------------------------------------------------------------------------------------- plots
@@ -506,6 +548,39 @@ def test_compare_refuses_what_is_not_a_summary(tmp_path, capsys, content, messag
     assert not (tmp_path / "cmp").exists()  # nothing half-written
 
 
+@pytest.mark.parametrize("section,key,other", [
+    ("dataset", "path", "math500.jsonl"), ("dataset", "num_problems", 100), ("dataset", "seed", 7),
+    ("dataset", "split", "all"), ("sampling", "temperature", 0), ("sampling", "max_tokens", 512),
+])
+def test_compare_warns_when_evaluations_were_not_run_alike(section, key, other):
+    """README: --compare warns when the evaluations were not run alike (other problems, other sampling)."""
+    from train.reporting import compare
+
+    def summary(change: dict | None = None):
+        s = {"total_samples": 500, "accuracy": 0.5, "format_accuracy": 0.9, "accuracy_ci95": [0.45, 0.55],
+             "categories": {"correct": {"count": 250}, "wrong_answer": {"count": 200}, "format_failure": {"count": 50}},
+             "dataset": {"path": "gsm8k.jsonl", "split": "heldout", "num_problems": 500, "seed": 42},
+             "sampling": {"temperature": 1.0, "max_tokens": 1024}}
+        for (sec, k), v in (change or {}).items():
+            s[sec] = {**s[sec], k: v}
+        return s
+
+    assert "warning" not in compare([("a", summary()), ("b", summary())])
+    table = compare([("a", summary()), ("b", summary({(section, key): other}))])
+    assert table.splitlines()[-1].startswith(f"warning: not run alike: {section}.{key} ")
+
+
+def test_the_base_model_is_evaluated_into_the_run_folder_before_training(tmp_path, tiny_model, tiny_data):
+    """README: evaluate the base model first (into <output_dir>/eval_base), then train into the same output_dir."""
+    from step3_GRPO.evaluate import main
+    from train.checkpoints import plan_output_dir
+
+    config = tiny_config(tmp_path, tiny_model, tiny_data)
+    assert main(["--config", str(config), "--model", "base", "evaluation.max_samples=1"]) == 0
+    assert json.loads((tmp_path / "run/eval_base/eval_summary.json").read_text())["total_samples"] == 1
+    assert plan_output_dir(load_config(config)).resume_from is None  # a fresh run, not "files not from a run"
+
+
 def test_an_output_dir_that_is_a_file(tmp_path, tiny_model, tiny_data, capsys):
     from step3_GRPO.evaluate import main
 
@@ -537,6 +612,21 @@ def test_standalone_command_rejects_another_heldout_split(tmp_path, tiny_model, 
     (tmp_path / "run/heldout_ids.json").write_text(json.dumps({"data": str(tiny_data), "ids": [0, 1]}))
     assert main(["--config", str(config), "--model", "base"]) == 2
     assert "held-out split differs" in capsys.readouterr().err
+
+
+def test_a_heldout_split_of_the_same_size_from_another_seed_is_refused(tmp_path, tiny_model, tiny_data, capsys):
+    """The run's held-out ids are compared one by one: another seed draws as many problems, others among them."""
+    from step3_GRPO.evaluate import main
+
+    config = tiny_config(tmp_path, tiny_model, tiny_data)
+    ours = [e.id for e in heldout(load_config(config))]
+    theirs = [e.id for e in heldout(load_config(config, ["training.seed=7"]))]
+    assert len(theirs) == len(ours) and theirs != ours
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/heldout_ids.json").write_text(json.dumps({"data": str(tiny_data), "ids": theirs}))
+    assert main(["--config", str(config), "--model", "base", "--output-dir", str(tmp_path / "eval")]) == 2
+    assert "held-out split differs" in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()
 
 
 # ----------------------------------------------------------------------------------------------------- wandb
@@ -593,3 +683,8 @@ def test_wandb_offline_run_holds_eval_metrics(tmp_path, tiny_model, tiny_data, m
     assert history["eval/samples/nrows"] == 3
     assert history["eval/best_constant_accuracy"] == pytest.approx(summary["best_constant_accuracy"])
     assert ("grpo-7-eval", "grpo-7") in runs  # named after the training run, in its group
+    # README: an offline run ends with the `wandb sync` command that uploads it; its pattern names this run
+    from train.tracking import sync_command
+
+    command = sync_command(cfg.logging, tmp_path)
+    assert command.startswith("wandb sync ") and glob.glob(command.removeprefix("wandb sync ")) == [str(log.parent)]

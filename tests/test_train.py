@@ -83,6 +83,10 @@ def test_train_end_to_end(tmp_path, formatted_model, guess_data):
     assert all(h["completions/clipped_ratio"] < 1 for h in steps)  # stops at </answer> are no cuts
     assert any("eval_rewards/answer_reward/mean" in h for h in history)  # the periodic held-out evaluation
     assert summary["format_accuracy"] > 0.5  # the held-out answers are graded by the same real reward
+    # README's outputs: the model with its tokenizer, the samples, the plots
+    assert (out / "final_model" / "tokenizer.json").is_file() and (out / "final_model" / "config.json").is_file()
+    assert len((out / "eval_samples.jsonl").read_text().splitlines()) == 6
+    assert (out / "eval_by_source.png").is_file() and (out / "training_curves.png").is_file()
 
 
 def test_grader_timeouts_are_logged(tmp_path, tiny_model, tiny_data, monkeypatch):
@@ -396,6 +400,22 @@ def test_a_server_that_dies_before_it_is_ready():
         serve_and_train(launch, timeout=60)
 
 
+def test_a_server_that_never_answers_is_stopped_after_the_timeout(tmp_path):
+    """SERVER_TIMEOUT seconds without an answer on /health: the launcher says so, stops the server and never
+    starts training."""
+    from step3_GRPO.launch_plan import Launch, serve_and_train
+
+    pid = tmp_path / "pid"
+    serve = [sys.executable, "-c", f"import os, time; open({str(pid)!r}, 'w').write(str(os.getpid())); time.sleep(600)"]
+    launch = Launch(train=[sys.executable, "-c", f"open({str(tmp_path / 'trained')!r}, 'w')"], serve=serve,
+                    port=free_port())
+    with pytest.raises(ConfigError, match=r"^the vLLM server was not ready after 1 s \(SERVER_TIMEOUT\)$"):
+        serve_and_train(launch, timeout=1)
+    assert not (tmp_path / "trained").exists()
+    with pytest.raises(ProcessLookupError):  # stopped, and reaped
+        os.kill(int(pid.read_text()), 0)
+
+
 def test_the_shell_launcher_refuses_a_gpu_count_that_is_not_one():
     """Through the shell script as users run it: the mistake is named as the GPU count, not as an override."""
     r = subprocess.run([str(ROOT / "launch_trl.sh"), "two"], capture_output=True, text=True, cwd=ROOT,
@@ -471,6 +491,7 @@ def test_two_processes_train_the_same_global_batch(tmp_path, tiny_model, tiny_da
                        cwd=tmp_path, timeout=600, env={**os.environ, "PYTHON": sys.executable,
                                                        "MAIN_PROCESS_PORT": str(free_port())})
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "[launch] no GPU found (no nvidia-smi): 2 CPU processes train as one group (gloo)" in r.stderr
     assert "rollouts_per_step=8, per_device_rollouts=4" in r.stdout and "on 2 process(es) in one group" in r.stdout
     assert r.stdout.count("[grpo] saved") == 1 and r.stdout.count("[eval] wrote") == 1  # rank 0 only
     out = tmp_path / "out"
