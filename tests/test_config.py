@@ -252,7 +252,7 @@ def test_every_numeric_key_has_a_range():
 OTHER_END = [
     ("training.adam_beta1", -0.1), ("training.adam_beta2", 1.0), ("training.seed", 2**32), ("grpo.top_p", 1.5),
     ("vllm.gpu_memory_utilization", 0), ("vllm.server_port", 0), ("evaluation.top_p", 0),
-    ("evaluation.gpu_memory_utilization", 1.0),
+    ("evaluation.gpu_memory_utilization", 1.0), ("peft.dropout", 1.0),
 ]
 # (key, the value at an end of its range): accepted, so a range drawn one step too tight fails here
 EDGES = [

@@ -34,6 +34,7 @@ def handed(monkeypatch, tmp_path, tiny_model, tiny_data):
     machine has a GPU and vLLM (stand-ins), and `args` is the dict of what the entrypoint gave GRPOConfig."""
     import trl
 
+    import train.generation
     import train.models
     import train.trainer
 
@@ -50,6 +51,7 @@ def handed(monkeypatch, tmp_path, tiny_model, tiny_data):
     def run(*overrides: str, gpu: bool = False) -> dict:
         if gpu:
             monkeypatch.setattr(train.models, "has_gpu", lambda: True)
+            monkeypatch.setattr(train.generation, "gpu_total_memory", lambda: 80 << 30)  # the engine's share
             vllm = types.ModuleType("vllm")  # found by the entrypoint's "is vllm installed" check, never used
             vllm.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
             monkeypatch.setitem(sys.modules, "vllm", vllm)
@@ -256,6 +258,7 @@ TO_TRL = [
     (["vllm.enable_sleep_mode=false"], "vllm_enable_sleep_mode", False),
     (["vllm.tensor_parallel_size=2"], "vllm_tensor_parallel_size", 2),
     (["vllm.server_port=8123"], "vllm_server_port", 8123),
+    (["vllm.importance_sampling_correction=true"], "vllm_importance_sampling_correction", True),
     # vLLM's context holds the longest prompt trained on and its completion
     (["data.max_prompt_tokens=200", "grpo.max_completion_length=300"], "vllm_max_model_length", 500),
     (["checkpointing.output_dir=/tmp/run-x"], "output_dir", "/tmp/run-x"),
@@ -266,6 +269,7 @@ TO_TRL = [
     (["logging.logging_steps=3"], "logging_steps", 3),
     (["logging.log_completions=true"], "log_completions", True),
     (["logging.run_name=abc"], "run_name", "abc"),
+    (["logging.project=abc"], "project", "abc"),
     (["logging.wandb=offline"], "report_to", ["wandb"]),
     (["logging.wandb=off"], "report_to", []),
 ]
@@ -395,3 +399,16 @@ def test_the_final_evaluation_on_a_gpu_asks_vllm_for_what_is_free(monkeypatch, t
     assert final_evaluation(cfg, "c.yaml", ["training.seed=1"], tmp_path / "final_model", [], None, []) == 3
     (cmd,) = ran
     assert cmd[-2:] == ["training.seed=1", f"evaluation.gpu_memory_utilization={share}"]
+
+
+@pytest.mark.parametrize("share", [None, 0.4])
+def test_the_colocated_engines_share_is_sized_from_one_gpus_rollouts(handed, tiny_model, share):
+    """vllm.gpu_memory_utilization: null (the default) gives the engine what one step's rollouts need on this card;
+    a number given is passed as it is."""
+    from train.generation import colocate_share
+
+    given = [] if share is None else [f"vllm.gpu_memory_utilization={share}"]
+    args = handed("training.prompts_per_step=4", "grpo.group_size=4", "data.max_prompt_tokens=100",
+                  "grpo.max_completion_length=28", *given, gpu=True)["args"]
+    want = share or colocate_share(str(tiny_model), 16, 128, 80 << 30)
+    assert args["vllm_gpu_memory_utilization"] == want and 0 < want < 0.5
