@@ -408,7 +408,7 @@ def test_the_colocated_engines_share_is_sized_from_one_gpus_rollouts(handed, tin
     from train.generation import colocate_share
 
     given = [] if share is None else [f"vllm.gpu_memory_utilization={share}"]
-    args = handed("training.prompts_per_step=4", "grpo.group_size=4", "data.max_prompt_tokens=100",
+    args = handed("training.prompts_per_step=4", "grpo.group_size=4", "data.max_prompt_tokens=400",
                   "grpo.max_completion_length=28", *given, gpu=True)["args"]
-    want = share or colocate_share(str(tiny_model), 16, 128, 80 << 30)
+    want = share or colocate_share(str(tiny_model), 16, 428, 80 << 30)
     assert args["vllm_gpu_memory_utilization"] == want and 0 < want < 0.5
