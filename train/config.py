@@ -201,16 +201,23 @@ CHOICES = {
 class Origin:
     """Where a key's value came from, for the error message: the command-line override that set it, or the file.
 
-    >>> where = Origin("c.yaml", {"training.max_steps": "training.max_steps=0"})
-    >>> where("training.max_steps"), where("grpo.beta")
-    ('override training.max_steps=0', 'c.yaml')
+    A section is blamed on the override that named it (`trainer.x=1`: the unknown section 'trainer' is the
+    override's); an override with spaces around it is quoted, so that the space shows.
+
+    >>> where = Origin("c.yaml", {"training.max_steps": "training.max_steps=0", " grpo.beta": " grpo.beta=0"})
+    >>> where("training.max_steps"), where("training"), where(" grpo"), where("grpo.beta")
+    ('override training.max_steps=0', 'override training.max_steps=0', "override ' grpo.beta=0'", 'c.yaml')
     """
 
     def __init__(self, file: str, overrides: dict[str, str] | None = None):
         self.file, self.overrides = file, overrides or {}
 
     def __call__(self, *keys: str) -> str:
-        return next((f"override {self.overrides[k]}" for k in keys if k in self.overrides), self.file)
+        for k in keys:
+            for key, item in self.overrides.items():
+                if key == k or key.startswith(f"{k}."):
+                    return f"override {item if item == item.strip() else repr(item)}"
+        return self.file
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Config:
@@ -219,17 +226,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     raw: dict = {}
     file = str(path) if path else "<defaults>"
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} not found (pass --config with an existing YAML file)")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{p}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of sections (model:, data:, ...)")
+        raw = read_config_file(Path(path))
     given: dict[str, str] = {}
     for item in overrides or []:
         key, sep, value = item.partition("=")
@@ -247,8 +244,58 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         given[key] = item
     where = Origin(file, given)
     cfg = _build(Config, raw, "", where)
+    if cfg.trl:  # TRL is imported only for a config that passes fields through to it
+        from train.trl_section import checked_trl
+
+        cfg.trl = checked_trl(cfg.trl, where)
     check(cfg, where)
     return cfg
+
+
+def read_config_file(p: Path) -> dict:
+    """The sections of a config file. Refused with the reason: a path that is no file, text that is not YAML, a
+    key written twice (YAML keeps the last without a word, so the first section's values would vanish) and a file
+    without a single setting (it would silently run the whole default recipe)."""
+    if not p.is_file():
+        what = "is a folder" if p.is_dir() else "not found"
+        raise ConfigError(f"config file {p} {what} (pass --config with an existing YAML file)")
+    text = p.read_text()
+    try:
+        raw = yaml.safe_load(text)
+        twice = written_twice(yaml.compose(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if raw is None:
+        raise ConfigError(f"{p} holds no settings (it is empty or only comments); write the sections to change "
+                          "(see config/quickstart.yaml), or pass config/grpo_config.yaml for the full recipe")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections (model:, data:, ...)")
+    if twice:
+        key, first, second = twice
+        raise ConfigError(f"{p}: '{key}' is written twice (lines {first} and {second}); YAML would keep only the "
+                          "second: write it once")
+    return raw
+
+
+def written_twice(node, prefix: str = "") -> tuple[str, int, int] | None:
+    """The first key that a YAML mapping (or one inside it) holds twice: (dotted key, first line, second line).
+
+    >>> written_twice(yaml.compose("training: {seed: 1}\\ngrpo: {}\\ntraining: {seed: 2}"))
+    ('training', 1, 3)
+    """
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    seen: dict[str, int] = {}
+    for key, value in node.value:
+        name = f"{prefix}{key.value}"
+        if name in seen:
+            return name, seen[name], key.start_mark.line + 1
+        seen[name] = key.start_mark.line + 1
+        if found := written_twice(value, f"{name}."):
+            return found
+    return None
 
 
 # keys that live in another section than a config might put them: the original recipe's README documents the
@@ -458,8 +505,9 @@ def check_optimizer_and_scheduler(cfg: Config, where: Origin) -> None:
         get_scheduler(t.lr_scheduler_type, dummy, num_warmup_steps=t.warmup_steps, num_training_steps=t.max_steps,
                       scheduler_specific_kwargs=dict(cfg.trl.get("lr_scheduler_kwargs") or {}))
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where('training.lr_scheduler_type')}: the '{t.lr_scheduler_type}' scheduler cannot "
-                          f"be built: {_first_line(e)} (scheduler arguments go in trl.lr_scheduler_kwargs)") from None
+        raise ConfigError(f"{where('training.lr_scheduler_type', 'trl.lr_scheduler_kwargs')}: the "
+                          f"'{t.lr_scheduler_type}' scheduler cannot be built: {_first_line(e)} (scheduler arguments "
+                          "go in trl.lr_scheduler_kwargs)") from None
 
 
 def _first_line(e: Exception) -> str:
