@@ -108,10 +108,13 @@ def run(args) -> dict:
         check_writable(out_dir, "--output-dir")
         model_path = materialize(cfg.model)
     else:
+        from train.models import check_tokenizer
+
         model = resolve_path(args.model) if args.model else run_dir / "final_model"
         if not (model / "config.json").is_file():
-            what = "has no config.json" if model.is_dir() else "not found"
+            what = "has no config.json" if model.is_dir() else "is a file" if model.exists() else "not found"
             raise ConfigError(f"--model: {model} {what} (give a model folder, a checkpoint-N folder, or 'base')")
+        check_tokenizer(model, "--model")
         model_path = str(model)
         out_dir = Path(args.output_dir).expanduser() if args.output_dir else model / "eval"
         check_writable(out_dir, "--output-dir")

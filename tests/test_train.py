@@ -361,6 +361,7 @@ def test_launcher_builds_the_command(args, expected, launcher):
     (["1", "trl.learning_rate=1"], "'trl.learning_rate' is set by the project's own keys"),
     (["2", "--accelerate-config", "nope.yaml"], "accelerate config nope.yaml not found"),
     (["0"], "NUM_GPUS must be at least 1"),
+    (["-1"], "NUM_GPUS must be at least 1, got -1"),  # a number, not an override nor an option
     (["3"], "do not split over 3 GPUs"),  # the recipe's 256 rollouts, before any process starts
     (["4", "--num-machines", "2", "--machine-rank", "0", "--main-process-ip", "10.0.0.1",
       "vllm.tensor_parallel_size=3"], "does not divide the 8 training processes"),  # counted over all machines
