@@ -155,7 +155,7 @@ def test_a_checkpoint_cut_short_or_unloadable(tmp_path, tiny_model, tiny_data, v
     assert incomplete(ck4) is None  # written again, whole
 
     torch.save({"not": "this optimizer's state"}, ck4 / "optimizer.pt")  # complete on disk, wrong inside
-    assert main(["--config", str(cfg)]) == 2
+    assert main(["--config", str(cfg), "training.max_steps=6"]) == 2  # continued further: checkpoint-4 is loaded
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the model's loading bars: it failed in train()
     assert err.startswith(f"error: checkpoint {ck4} cannot be loaded (")
     assert err.endswith(f"continue from the previous complete one with checkpointing.resume={ck2}")
