@@ -396,14 +396,15 @@ def finish_complete_run(cfg: Config, config_path: str, overrides: list[str], out
     log(f"{out} holds a complete run: {ckpt.name} is at step {step}{past}; nothing to train")
     final_dir = out / "final_model"
     if trained_step(final_dir) != step:
-        retire_evaluations(final_dir)
         final_model_from(ckpt, final_dir)
         log(f"saved {final_dir} from {ckpt.name}")
-    if not cfg.evaluation.enabled:
-        return 0
     why = stale_evaluation(out / "eval_summary.json", final_dir)
     if why is None:
         log(f"its final evaluation is up to date: {out / 'eval_summary.json'}")
+        return 0
+    if not cfg.evaluation.enabled:
+        if retired := retire_evaluations(final_dir):
+            log(f"removed {', '.join(map(str, retired))}: {why}")
         return 0
     log(f"running its final evaluation alone ({why})")
     from train.data import heldout_examples, load_rows
