@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the summary is written last: an interrupted evaluation has none
+        print("interrupted: no evaluation summary was written; run the same command again", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import train.evaluation
 from train.config import load_config
 from train.data import Example
 from train.evaluation import evaluate, score
@@ -378,6 +379,20 @@ def test_standalone_command_errors(tmp_path, tiny_model, tiny_data, capsys, monk
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message.format(model=tiny_model, bare=bare) in err, err
     assert "\n" not in err and not (bare / "eval").exists()
+
+
+def test_an_interrupted_evaluation_says_so_in_one_line(tmp_path, tiny_model, tiny_data, capsys, monkeypatch):
+    from step3_GRPO.evaluate import main
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.evaluation, "generate", interrupt)
+    config = tiny_config(tmp_path, tiny_model, tiny_data)
+    assert main(["--config", str(config), "--model", "base", "--output-dir", str(tmp_path / "ev")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == "interrupted: no evaluation summary was written; run the same command again"
+    assert not (tmp_path / "ev").exists()
 
 
 @pytest.mark.parametrize("content,message", [
