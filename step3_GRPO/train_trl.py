@@ -269,8 +269,6 @@ def run(config_path: str, overrides: list[str], held: contextlib.ExitStack | Non
     plan = check_launch(cfg, world_size)
     lock = hold_output_dir(cfg, held or contextlib.ExitStack()) if rank == 0 else None
     output = plan_output_dir(cfg)
-    if output.complete:
-        return finish_complete_run(cfg, config_path, overrides, output) if rank == 0 else 0
 
     from train.data import build_splits, load_rows, to_trl_dataset, write_heldout_ids
     from train.models import check_model_source, eos_token_ids, has_gpu, load_policy, load_tokenizer, materialize
@@ -292,6 +290,8 @@ def run(config_path: str, overrides: list[str], held: contextlib.ExitStack | Non
 
     state = PartialState(cpu=not on_gpu)  # on CPU the processes form one gloo group
     same_checkpoint_everywhere(output.resume_from)
+    if output.complete:  # nothing to train: rank 0 finishes what is missing, the others are done
+        return finish_complete_run(cfg, config_path, overrides, output) if rank == 0 else 0
     with state.local_main_process_first():  # datasets' cache is per machine
         rows = load_rows(cfg.data)
     with state.main_process_first():

@@ -16,18 +16,13 @@ from safetensors.torch import save_file
 
 import train.checkpoints
 from train.checkpoints import (
-    LOCK,
-    OutputLock,
     check_disk,
     check_writable,
     complete_checkpoints,
     differences,
     incomplete,
-    model_identity,
     move_aside,
     plan_output_dir,
-    stale_evaluation,
-    write_atomic,
 )
 from train.config import ConfigError, dump_yaml, load_config
 
@@ -282,6 +277,8 @@ def test_a_second_run_into_a_locked_folder_is_refused(tmp_path):
     import os
     import socket
 
+    from train.checkpoints import LOCK, OutputLock
+
     out = tmp_path / "out"
     with OutputLock(out):
         assert json.loads((out / LOCK).read_text())["pid"] == os.getpid()
@@ -299,6 +296,8 @@ def test_a_second_run_into_a_locked_folder_is_refused(tmp_path):
 
 
 def test_the_lock_follows_a_run_moved_aside(tmp_path):
+    from train.checkpoints import LOCK, OutputLock
+
     out = this_run(tmp_path)
     with OutputLock(out) as lock:
         moved = move_aside(out, lock)
@@ -311,6 +310,8 @@ def test_the_lock_follows_a_run_moved_aside(tmp_path):
 
 # -------------------------------------------------------------------------------------------- the evaluation
 def test_a_summary_names_the_model_it_evaluated(tmp_path):
+    from train.checkpoints import model_identity, stale_evaluation
+
     model = tmp_path / "final_model"
     model.mkdir()
     save_file({"w": torch.zeros(4)}, str(model / "model.safetensors"))
@@ -327,6 +328,8 @@ def test_a_summary_names_the_model_it_evaluated(tmp_path):
 
 def test_a_file_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     import os
+
+    from train.checkpoints import write_atomic
 
     path = tmp_path / "eval_summary.json"
     write_atomic(path, "old")

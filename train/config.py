@@ -59,7 +59,7 @@ class DataConfig:
     max_prompt_tokens: int = 512  # longer training prompts are dropped (and counted), never truncated
     max_train_samples: int | None = None  # cap on training rows after the held-out split (>= 1); null = all
     # rows set aside, seeded, for the final evaluation and never trained on (NuminaMath-CoT's own test split has
-    # only 100)
+    # only 100); drawn after repeated problems are dropped, so no held-out problem is trained on in another row
     eval_holdout: int = 5000
 
 
@@ -182,9 +182,10 @@ class Config:
     checkpointing: CheckpointingConfig = field(default_factory=CheckpointingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     # Any other field of TRL's GRPOConfig, passed through as given, in the YAML or as trl.key=value (e.g.
-    # save_only_model: true, checkpoints of the weights alone, which the disk check counts; lr_scheduler_kwargs for
-    # schedulers that take arguments); checked against GRPOConfig's fields before any model is loaded (an unknown
-    # name stops the run with one line), and refused for a field that a section above already sets.
+    # save_only_model: true, checkpoints of the weights alone, which the disk check counts and a run never resumes
+    # from; lr_scheduler_kwargs for schedulers that take arguments); checked against GRPOConfig's fields and their
+    # types before any model is loaded (an unknown name or a value of another type stops the run with one line), and
+    # refused for a field that a section above already sets.
     trl: dict = field(default_factory=dict)
 
 
