@@ -389,7 +389,10 @@ def test_an_interrupted_evaluation_says_so_in_one_line(tmp_path, tiny_model, tin
 
     monkeypatch.setattr(train.evaluation, "generate", interrupt)
     config = tiny_config(tmp_path, tiny_model, tiny_data)
-    assert main(["--config", str(config), "--model", "base", "--output-dir", str(tmp_path / "ev")]) == 130
+    try:
+        assert main(["--config", str(config), "--model", "base", "--output-dir", str(tmp_path / "ev")]) == 130
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C came out as a traceback")
     err = capsys.readouterr().err.strip()
     assert err == "interrupted: no evaluation summary was written; run the same command again"
     assert not (tmp_path / "ev").exists()

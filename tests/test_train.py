@@ -185,14 +185,12 @@ def test_a_finished_run_trains_nothing_more_and_its_summary_describes_its_model(
     saved and the command that goes on. A summary never sits beside another model than the one it evaluated: a
     continued run removes the old one before it saves its model (evaluation on or off); a run interrupted in its
     final evaluation finishes it alone when the command is given again."""
-    from train.checkpoints import model_identity
     from train.trainer import R1GRPOTrainer
 
     cfg = config(tmp_path, tiny_model, tiny_data, evaluation={"max_samples": 2})
     out = tmp_path / "out"
     assert main(["--config", str(cfg)]) == 0
     first = (out / "eval_summary.json").read_text()
-    assert json.loads(first)["model"] == model_identity(out / "final_model") and "'step': 2" in str(json.loads(first))
     for again in ([], ["training.max_steps=1"]):  # once trained past the end, one step per rerun
         steps_trained.clear()
         capsys.readouterr()
@@ -201,12 +199,22 @@ def test_a_finished_run_trains_nothing_more_and_its_summary_describes_its_model(
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
     assert (out / "eval_summary.json").read_text() == first  # up to date: not evaluated again
 
+    from train.checkpoints import model_identity
+
+    assert json.loads(first)["model"] == model_identity(out / "final_model") and "'step': 2" in str(json.loads(first))
+
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
-    with pytest.MonkeyPatch.context() as m:  # Ctrl-C while the model loads for steps 3-4
+    def interrupted(*args) -> int:
+        try:
+            return main(["--config", str(cfg), *args])
+        except KeyboardInterrupt:
+            pytest.fail("Ctrl-C came out as a traceback")
+
+    with pytest.MonkeyPatch.context() as m:  # Ctrl-C as training resumes for steps 3-4
         m.setattr(R1GRPOTrainer, "train", interrupt)
-        assert main(["--config", str(cfg), "training.max_steps=4"]) == 130
+        assert interrupted("training.max_steps=4") == 130
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err
     err = err.splitlines()[-1]  # after the model's loading bars
@@ -214,7 +222,7 @@ def test_a_finished_run_trains_nothing_more_and_its_summary_describes_its_model(
     assert err == f"interrupted: saved {out / 'checkpoint-2'} (step 2 of 4); continue with: {go_on}"
     with pytest.MonkeyPatch.context() as m:  # Ctrl-C in the final evaluation, after steps 3-4
         m.setattr(train.evaluation, "generate", interrupt)
-        assert main(["--config", str(cfg), "training.max_steps=4"]) == 130
+        assert interrupted("training.max_steps=4") == 130
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and err.splitlines()[-1] == (
         f"interrupted: training is done ({out / 'checkpoint-4'}); save and evaluate its final model with: {go_on}")
@@ -235,7 +243,6 @@ def test_a_second_run_into_the_same_folder_stops_at_once(tmp_path, tiny_model, t
     import socket
 
     import train.models
-    from train.checkpoints import OutputLock
 
     cfg = config(tmp_path, tiny_model, tiny_data)
     out = tmp_path / "out"
@@ -254,6 +261,8 @@ def test_a_second_run_into_the_same_folder_stops_at_once(tmp_path, tiny_model, t
         holder.kill()
         holder.wait()
     assert (out / ".lock").is_file()  # what the killed run left
+    from train.checkpoints import OutputLock
+
     with OutputLock(out):
         pass
 
