@@ -292,7 +292,9 @@ class OutputLock:
 
     def follow(self, out: Path, moved: Path) -> None:
         """After move_aside: the lock file went with the moved folder; lock the new one and leave none there."""
-        old, self.fd, self.out, self.created = self.fd, self._take(out), out, False
+        old, self.out, self.created = self.fd, moved, False  # what this holds until the new folder is locked
+        self.fd = self._take(out)  # another run that took the new folder first: refused, and release frees `moved`
+        self.out = out
         (moved / LOCK).unlink(missing_ok=True)
         if old is not None:
             os.close(old)
