@@ -73,17 +73,50 @@ SUMMARY_KEYS = ("total_samples", "accuracy", "accuracy_ci95", "format_accuracy",
 
 
 def read_summary(path: Path) -> dict:
-    """An eval_summary.json as evaluate() writes it; anything else is refused with what it lacks."""
+    """An eval_summary.json as evaluate() writes it; anything else is refused with what it lacks or what is wrong."""
     try:
         summary = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError):
         raise ConfigError(f"--compare: {path} is not an evaluation summary (not JSON); give the eval_summary.json "
                           "that evaluate.py wrote, or its folder") from None
     missing = [k for k in SUMMARY_KEYS if k not in summary] if isinstance(summary, dict) else list(SUMMARY_KEYS)
-    if missing:
-        raise ConfigError(f"--compare: {path} is not an evaluation summary (no {', '.join(missing)}); give the "
-                          "eval_summary.json that evaluate.py wrote, or its folder")
+    why = f"no {', '.join(missing)}" if missing else wrong_type(summary)
+    if why:
+        raise ConfigError(f"--compare: {path} is not an evaluation summary ({why}); give the eval_summary.json that "
+                          "evaluate.py wrote, or its folder")
     return summary
+
+
+def wrong_type(summary: dict) -> str | None:
+    """The first value the comparison reads that is not of the kind evaluate() writes, or None.
+
+    >>> wrong_type({"total_samples": 6, "accuracy": "high", "accuracy_ci95": [0, 1], "format_accuracy": 1.0,
+    ...             "categories": {}})
+    "accuracy is 'high', not a number"
+    """
+    from train.summary import CATEGORIES
+
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    def count(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    s, ci = summary, summary["accuracy_ci95"]
+    cats = s["categories"] if isinstance(s["categories"], dict) else {}
+    read = [  # (key, its value, is it what evaluate() writes, what that is)
+        ("total_samples", s["total_samples"], count(s["total_samples"]) and s["total_samples"] > 0, "a positive count"),
+        ("accuracy", s["accuracy"], number(s["accuracy"]), "a number"),
+        ("format_accuracy", s["format_accuracy"], number(s["format_accuracy"]), "a number"),
+        ("accuracy_ci95", ci, isinstance(ci, list) and len(ci) == 2 and all(map(number, ci)), "two numbers"),
+        ("categories", s["categories"], isinstance(s["categories"], dict), "a mapping"),
+        *((f"categories.{c}", cats.get(c), isinstance(cats.get(c), dict) and count(cats[c].get("count")),
+           "a mapping with a count") for c in CATEGORIES),
+        *((k, s.get(k), s.get(k) is None or number(s[k]), "a number or null")
+          for k in ("best_constant_accuracy", "median_think_tokens")),
+        *((k, s.get(k), isinstance(s.get(k, {}), dict), "a mapping") for k in ("dataset", "sampling")),
+    ]
+    return next((f"{key} is {value!r}, not {what}" for key, value, ok, what in read if not ok), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the summary is written last: an interrupted evaluation has none
+        print("interrupted: no evaluation summary was written; run the same command again", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -110,11 +146,13 @@ def run(args) -> dict:
         model_path = materialize(cfg.model)
     else:
         from train.lora import is_adapter
+        from train.models import check_tokenizer
 
         model = resolve_path(args.model) if args.model else run_dir / "final_model"
         if not (model / "config.json").is_file() and not is_adapter(model):
-            what = "has no config.json" if model.is_dir() else "not found"
+            what = "has no config.json" if model.is_dir() else "is a file" if model.exists() else "not found"
             raise ConfigError(f"--model: {model} {what} (give a model folder, a checkpoint-N folder, or 'base')")
+        check_tokenizer(model, "--model")
         model_path = str(model)
         out_dir = Path(args.output_dir).expanduser() if args.output_dir else model / "eval"
         check_writable(out_dir, "--output-dir")

@@ -62,8 +62,9 @@ class OneLineParser(argparse.ArgumentParser):
 def parse_args(argv: list[str]) -> argparse.Namespace:
     argv = list(argv)
     gpus = 1
-    if argv and not argv[0].startswith("-") and "=" not in argv[0]:  # a first word that is not an option or key
-        if not argv[0].isdigit():
+    number = bool(argv) and argv[0].lstrip("-").isdigit()  # -1 is a count of GPUs, however wrong, not an option
+    if argv and (number or not argv[0].startswith("-")) and "=" not in argv[0]:  # not an option or a key
+        if not number:
             raise ConfigError(f"NUM_GPUS (the first argument) must be a number of GPUs, got {argv[0]!r}; e.g. "
                               "./launch_trl.sh 2")
         gpus = int(argv.pop(0))

@@ -21,15 +21,25 @@ exit code 2 (docs/troubleshooting.md lists them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import gc
 import os
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from train.checkpoints import OutputPlan, check_disk, move_aside, plan_output_dir
+from train.checkpoints import (
+    OutputLock,
+    OutputPlan,
+    check_disk,
+    check_writable,
+    move_aside,
+    plan_output_dir,
+    retire_evaluations,
+)
 from train.config import (
     BatchPlan,
     Config,
@@ -73,12 +83,24 @@ def same_checkpoint_everywhere(resume_from: str | None) -> None:
                           "machines, put checkpointing.output_dir on a filesystem they all share")
 
 
-def claim_output_dir(out: Path, output: OutputPlan) -> None:
+def hold_output_dir(cfg: Config, held: contextlib.ExitStack) -> OutputLock:
+    """Rank 0, before it looks into the output folder: lock it for this run (released when `held` closes), so that a
+    second run started into it stops with one line naming this one."""
+    out = Path(cfg.checkpointing.output_dir).expanduser()
+    check_writable(out)
+    lock = held.enter_context(OutputLock(out))
+    if lock.note:
+        log(lock.note)
+    return lock
+
+
+def claim_output_dir(out: Path, output: OutputPlan, lock: OutputLock) -> None:
     """Rank 0: say what the output-dir decision skipped, and move another run aside (checkpointing.overwrite)."""
     for note in output.notes:
         log(f"{out}: {note}")
     if output.move_aside:
-        log(f"moved the run that was in {out} to {move_aside(out)} (checkpointing.overwrite); nothing was deleted")
+        log(f"moved the run that was in {out} to {move_aside(out, lock)} (checkpointing.overwrite); nothing was "
+            "deleted")
 
 
 # ------------------------------------------------------------------------------------------------ trainer
@@ -247,20 +269,26 @@ def free_memory() -> None:
 # ------------------------------------------------------------------------------------------------- stages
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        return run(args.config, args.overrides)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    with contextlib.ExitStack() as held:  # the output folder's lock, released however the run ends
+        try:
+            return run(args.config, args.overrides, held)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            if int(os.environ.get("RANK", 0)) == 0:
+                print(interrupted(args.config, args.overrides), file=sys.stderr)
+            return 130
 
 
-def run(config_path: str, overrides: list[str]) -> int:
+def run(config_path: str, overrides: list[str], held: contextlib.ExitStack | None = None) -> int:
     clock = WallClock()
     # 1. config and output dir: every user mistake surfaces here, before anything heavy is loaded
     cfg = load_config(resolve_path(config_path), overrides)
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     plan = check_launch(cfg, world_size)
+    lock = hold_output_dir(cfg, held or contextlib.ExitStack()) if rank == 0 else None
     output = plan_output_dir(cfg)
 
     from train.data import build_splits, load_rows, to_trl_dataset, write_heldout_ids
@@ -286,6 +314,8 @@ def run(config_path: str, overrides: list[str]) -> int:
 
     state = PartialState(cpu=not on_gpu)  # on CPU the processes form one gloo group
     same_checkpoint_everywhere(output.resume_from)
+    if output.complete:  # nothing to train: rank 0 finishes what is missing, the others are done
+        return finish_complete_run(cfg, config_path, overrides, output) if rank == 0 else 0
     with state.local_main_process_first():  # datasets' cache is per machine
         rows = load_rows(cfg.data)
     with state.main_process_first():
@@ -293,7 +323,7 @@ def run(config_path: str, overrides: list[str]) -> int:
     check_disk(cfg, model_path, output, adapter_params=check_lora(cfg, model_path))
     with state.main_process_first():  # the others wait while rank 0 moves another run aside
         if rank == 0:
-            claim_output_dir(out, output)
+            claim_output_dir(out, output, lock)
     tokenizer = load_tokenizer(model_path)
 
     # 3. data: gold answers, held-out split, prompt-length filter; computed into datasets' cache by the first
@@ -357,6 +387,8 @@ def run(config_path: str, overrides: list[str]) -> int:
                if output.previous else "start over with checkpointing.resume=never checkpointing.overwrite=true")
         raise ConfigError(f"checkpoint {e.path} cannot be loaded ({e.reason}); {fix}") from None
     clock.mark("training")
+    if rank == 0 and (retired := retire_evaluations(final_dir)):  # they describe the model about to be replaced
+        log(f"removed {', '.join(str(f) for f in retired)}: the evaluation of the final model this run replaces")
     # with LoRA the trainer saves the adapter, merged into final_model/ once the trainer's memory is freed; the Hub
     # (trl.push_to_hub) gets the final model once its card is written, not here
     trainer.save_model(str(adapter_dir if cfg.peft.enabled else final_dir), _internal_call=True)
@@ -494,6 +526,72 @@ def merge_final_model(adapter_dir: Path, final_dir: Path, dtype: str, base: str,
 
     log(f"merging the LoRA adapter ({adapter_dir}) into {base}")
     merge_adapter(adapter_dir, final_dir, dtype, base, generation_config)
+
+
+def finish_complete_run(cfg: Config, config_path: str, overrides: list[str], output: OutputPlan) -> int:
+    """Rank 0, for a run whose newest checkpoint reached training.max_steps: train nothing; make the final model that
+    checkpoint's if it is not, and run the final evaluation alone if it is missing or describes another model."""
+    import json
+
+    from train.checkpoints import checkpoint_step, final_model_from, stale_evaluation, trained_step
+
+    out = Path(cfg.checkpointing.output_dir).expanduser()
+    ckpt = Path(output.resume_from)
+    step, max_steps = checkpoint_step(ckpt), cfg.training.max_steps
+    past = f", past training.max_steps={max_steps} (raise it to train further)" if step > max_steps else ""
+    log(f"{out} holds a complete run: {ckpt.name} is at step {step}{past}; nothing to train")
+    final_dir = out / "final_model"
+    if trained_step(final_dir) != step:
+        final_model_from(ckpt, final_dir)
+        log(f"saved {final_dir} from {ckpt.name}")
+    why = stale_evaluation(out / "eval_summary.json", final_dir)
+    if why is None:
+        log(f"its final evaluation is up to date: {out / 'eval_summary.json'}")
+        return 0
+    if not cfg.evaluation.enabled:
+        if retired := retire_evaluations(final_dir):
+            log(f"removed {', '.join(map(str, retired))}: {why}")
+        return 0
+    log(f"running its final evaluation alone ({why})")
+    from train.data import heldout_examples, load_rows
+
+    heldout = heldout_examples(cfg, load_rows(cfg.data))
+    heldout_file = out / "heldout_ids.json"
+    log_history = json.loads((final_dir / "trainer_state.json").read_text()).get("log_history", [])
+    return final_evaluation(cfg, config_path, overrides, final_dir, heldout,
+                            heldout_file if heldout_file.is_file() else None, log_history)
+
+
+def interrupted(config_path: str, overrides: list[str]) -> str:
+    """The one line a Ctrl-C leaves: what the output folder holds now, and the command that goes on from there."""
+    from train.checkpoints import checkpoint_step, complete_checkpoints, weights_only
+
+    try:
+        cfg = load_config(resolve_path(config_path), overrides)
+    except (ConfigError, KeyboardInterrupt):
+        return "interrupted before the run started; nothing was saved"
+    out = Path(cfg.checkpointing.output_dir).expanduser()
+    ck = cfg.checkpointing
+    again = this_command(config_path, [*overrides, *(["checkpointing.resume=auto"] if ck.resume != "auto" else [])])
+    anew = this_command(config_path, [*overrides, *(["checkpointing.resume=never"] if ck.resume != "never" else []),
+                                      *([] if ck.overwrite else ["checkpointing.overwrite=true"])])
+    good = complete_checkpoints(out)[0]
+    if not good:
+        return f"interrupted: no checkpoint in {out} yet; start again with: {this_command(config_path, overrides)}"
+    ckpt, step, max_steps = good[0], checkpoint_step(good[0]), cfg.training.max_steps
+    if step >= max_steps:
+        return f"interrupted: training is done ({ckpt}); save and evaluate its final model with: {again}"
+    if weights_only(ckpt):
+        return (f"interrupted: {ckpt} (step {step}) holds the weights only (trl.save_only_model), which cannot be "
+                f"continued; start over with: {anew}")
+    return f"interrupted: saved {ckpt} (step {step} of {max_steps}); continue with: {again}"
+
+
+def this_command(config_path: str, overrides: list[str]) -> str:
+    """The command line that runs this training again, as a user types it."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    head = ["./launch_trl.sh", str(world)] if world > 1 else ["python", os.path.relpath(__file__)]
+    return shlex.join([*head, "--config", config_path, *overrides])
 
 
 def final_evaluation(cfg, config_path, overrides, final_dir, heldout, heldout_file, log_history) -> int:

@@ -72,12 +72,14 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def make_guess_rows(n: int, seed: int = 0) -> list[dict]:
-    """Problems whose gold answer is 1 or 2, so that a model that only guesses between them is right half the time."""
+    """Problems whose gold answer is 1 or 2, so that a model that only guesses between them is right half the time
+    (each problem distinct: the data keeps one row per problem)."""
     rng = random.Random(seed)
     rows = []
-    for _ in range(n):
+    for i in range(n):
         a = rng.randint(1, 2)
-        rows.append({"problem": f"What is {a} - 0?", "solution": f"It is \\boxed{{{a}}}.", "source": "guess"})
+        rows.append({"problem": f"Question {i}: what is {a} - 0?", "solution": f"It is \\boxed{{{a}}}.",
+                     "source": "guess"})
     return rows
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import save_file
 
 import train.checkpoints
@@ -20,17 +21,19 @@ from train.checkpoints import (
     complete_checkpoints,
     differences,
     incomplete,
+    move_aside,
     plan_output_dir,
 )
 from train.config import ConfigError, dump_yaml, load_config
 
 
 def checkpoint(folder: Path, step: int) -> Path:
-    """A complete checkpoint as transformers writes one: weights, optimizer state, trainer state last."""
+    """A complete checkpoint as transformers writes one: weights, optimizer and scheduler state, trainer state last."""
     ckpt = folder / f"checkpoint-{step}"
     ckpt.mkdir(parents=True)
     save_file({"w": torch.zeros(64, 64)}, str(ckpt / "model.safetensors"))
     torch.save({"state": {}, "param_groups": []}, ckpt / "optimizer.pt")
+    torch.save({"last_epoch": step}, ckpt / "scheduler.pt")
     (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     return ckpt
 
@@ -99,6 +102,14 @@ FOLDERS = [
     ("this run, newest cut short", [], ("checkpoint-2", False, "skipping checkpoint-4: no trainer_state.json")),
     ("another run", [], "holds another run (training.learning_rate: 2e-05 there, 1e-05 here)"),
     ("another run", ["checkpointing.overwrite=true"], (None, True, None)),  # moved aside, never resumed from
+    # a trl: key set on one side only is a difference: TRL's default there, this value here
+    ("this run", ["trl.adam_epsilon=0.001"], "holds another run (trl.adam_epsilon: not set there, 0.001 here)"),
+    # another run that failed before its first checkpoint (a bad value, a crash): nothing of it to keep or mix
+    ("another run, no checkpoint", [], (None, False, "(training.learning_rate: 2e-05 there, 1e-05 here) stopped "
+                                                      "before its first checkpoint: starting over")),
+    # checkpoints of the weights alone cannot continue a run: refused, with both ways on
+    ("this run, weights only", [], "checkpoint-4 holds the weights only (trl.save_only_model), not the optimizer "
+                                   "and learning-rate state that continuing to training.max_steps=200 needs"),
 ]
 
 
@@ -119,9 +130,13 @@ def test_output_dir_decision(tmp_path, state, overrides, expected):
         checkpoint(out, 2), checkpoint(out, 4)
         if state.endswith("cut short"):
             (out / "checkpoint-4" / "trainer_state.json").unlink()
-    if state == "another run":
+        if state.endswith("weights only"):
+            for c in (2, 4):
+                (out / f"checkpoint-{c}/optimizer.pt").unlink(), (out / f"checkpoint-{c}/scheduler.pt").unlink()
+    if state.startswith("another run"):
         this_run(tmp_path, "training.learning_rate=2e-5")
-        checkpoint(out, 2)
+        if state == "another run":
+            checkpoint(out, 2)
     cfg = cfg_for(tmp_path, *overrides)
     if isinstance(expected, str):
         with pytest.raises(ConfigError, match=None) as e:
@@ -258,3 +273,126 @@ def test_disk_room_for_the_checkpoints(tmp_path, tiny_model, monkeypatch, overri
     assert f"up to 4 checkpoint(s) of {params * 12 / 1e6:.1f} MB ({params / 1e9:.2f}B parameters, float32 " \
            "weights + AdamW state)" in str(e.value)
     assert "lower checkpointing.save_total_limit, or set trl.save_only_model=true" in str(e.value)
+
+
+def test_a_run_at_its_max_steps_is_complete(tmp_path):
+    """The newest checkpoint at (or past) training.max_steps: the run is complete and trains nothing, even when its
+    checkpoints hold the weights alone; below it, the run continues."""
+    out = this_run(tmp_path)
+    checkpoint(out, 2), checkpoint(out, 4)
+    for max_steps, complete in ((4, True), (3, True), (6, False)):
+        plan = plan_output_dir(cfg_for(tmp_path, f"training.max_steps={max_steps}"))
+        assert (Path(plan.resume_from).name, plan.complete) == ("checkpoint-4", complete), max_steps
+    (out / "checkpoint-4/optimizer.pt").unlink(), (out / "checkpoint-4/scheduler.pt").unlink()
+    assert plan_output_dir(cfg_for(tmp_path, "training.max_steps=4")).complete
+
+
+def test_a_record_of_an_older_schema_is_the_same_run(tmp_path):
+    """A key the recorded run's schema did not have counts with its default; one this schema no longer has is not
+    compared; trl: keys on either side are."""
+    out = this_run(tmp_path)
+    record = yaml.safe_load((out / "resolved_config.yaml").read_text())
+    del record["training"]["adam_beta2"]  # an older schema, without the key: it had the default
+    record["training"]["retired_key"] = 1  # a key since removed from the schema
+    (out / "resolved_config.yaml").write_text(yaml.safe_dump(record))
+    assert differences(out, cfg_for(tmp_path)) == []
+    assert differences(out, cfg_for(tmp_path, "training.adam_beta2=0.99")) == [
+        "training.adam_beta2: 0.95 there, 0.99 here"]
+    record["trl"] = {"adam_epsilon": 0.001}
+    (out / "resolved_config.yaml").write_text(yaml.safe_dump(record))
+    assert differences(out, cfg_for(tmp_path)) == ["trl.adam_epsilon: 0.001 there, not set here"]
+
+
+def test_the_current_folder_is_not_moved_aside(tmp_path, monkeypatch):
+    """checkpointing.output_dir=. with overwrite and another run there: renaming the folder the command runs in
+    would carry the run's relative paths away with it; refused in one line (it once failed on '.' having no name)."""
+    out = this_run(tmp_path, "training.learning_rate=2e-5")
+    checkpoint(out, 2)
+    monkeypatch.chdir(out)
+    with pytest.raises(ConfigError) as e:
+        plan_output_dir(load_config(None, ["checkpointing.output_dir=.", "data.path=x.jsonl",
+                                           "checkpointing.overwrite=true"]))
+    assert str(e.value) == (f"checkpointing.output_dir: . holds the current folder ({out}), which cannot be moved "
+                            "aside (checkpointing.overwrite); run from another folder, or choose another output_dir")
+    monkeypatch.chdir(out / "checkpoint-2")  # a folder inside it moves with it just the same
+    with pytest.raises(ConfigError, match="holds the current folder"):
+        plan_output_dir(cfg_for(tmp_path, "checkpointing.overwrite=true"))
+
+
+def test_a_huge_max_steps_under_a_time_limit_passes_the_disk_check(tmp_path, tiny_model):
+    """training.max_steps=10**10 with a time limit: the checkpoints still to write are counted, not listed (a list
+    of 10**10 steps once exhausted the memory)."""
+    cfg = cfg_for(tmp_path, "training.max_steps=10000000000", "training.max_minutes=1")
+    check_disk(cfg, str(tiny_model), plan_output_dir(cfg))
+
+
+# --------------------------------------------------------------------------------------------------- the lock
+def test_a_second_run_into_a_locked_folder_is_refused(tmp_path):
+    """One line naming the run that holds the folder (its pid and host); released, the folder is free again."""
+    import os
+    import socket
+
+    from train.checkpoints import LOCK, OutputLock
+
+    out = tmp_path / "out"
+    with OutputLock(out):
+        assert json.loads((out / LOCK).read_text())["pid"] == os.getpid()
+        with pytest.raises(ConfigError) as e:
+            OutputLock(out)
+        assert str(e.value).startswith(f"checkpointing.output_dir: {out} is in use by another run (pid {os.getpid()} "
+                                       f"on {socket.gethostname()}, started ")
+        assert str(e.value).endswith("); wait for it to end, or choose another output_dir")
+    assert not out.exists()  # created for the lock and left empty: removed with it
+    out.mkdir()
+    (out / LOCK).write_text(json.dumps({"pid": 999999999, "host": "gone", "started": "yesterday"}))  # a killed run's
+    with OutputLock(out):
+        assert json.loads((out / LOCK).read_text())["pid"] == os.getpid()  # a stale lock does not block
+    assert out.is_dir() and not (out / LOCK).exists()
+
+
+def test_the_lock_follows_a_run_moved_aside(tmp_path):
+    from train.checkpoints import LOCK, OutputLock
+
+    out = this_run(tmp_path)
+    with OutputLock(out) as lock:
+        moved = move_aside(out, lock)
+        assert not (moved / LOCK).exists() and (out / LOCK).is_file()
+        with pytest.raises(ConfigError, match="is in use by another run"):
+            OutputLock(out)
+        with OutputLock(moved):  # the moved folder is nobody's
+            pass
+
+
+# -------------------------------------------------------------------------------------------- the evaluation
+def test_a_summary_names_the_model_it_evaluated(tmp_path):
+    from train.checkpoints import model_identity, stale_evaluation
+
+    model = tmp_path / "final_model"
+    model.mkdir()
+    save_file({"w": torch.zeros(4)}, str(model / "model.safetensors"))
+    (model / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    summary = tmp_path / "eval_summary.json"
+    assert stale_evaluation(summary, model) == "it has none yet"
+    summary.write_text(json.dumps({"accuracy": 0.5}))  # written before summaries named their model
+    assert "does not name the model it evaluated" in stale_evaluation(summary, model)
+    summary.write_text(json.dumps({"model": model_identity(model)}))
+    assert stale_evaluation(summary, model) is None
+    save_file({"w": torch.ones(4)}, str(model / "model.safetensors"))  # another model, the same step
+    assert stale_evaluation(summary, model).endswith("evaluated another model (step 2; this one: step 2)")
+
+
+def test_a_file_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    import os
+
+    from train.checkpoints import write_atomic
+
+    path = tmp_path / "eval_summary.json"
+    write_atomic(path, "old")
+
+    def killed(*a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(path, "new")
+    assert path.read_text() == "old"

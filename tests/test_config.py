@@ -212,6 +212,38 @@ def test_malformed_yaml(tmp_path, text, pattern):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match=f"^config file {tmp_path} is a folder"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n# training:\n#   max_steps: 3\n", "---\n"])
+def test_a_config_without_settings_is_refused(tmp_path, text):
+    """An empty file would run the whole default recipe (a 1.5B model for hours) instead of what was meant."""
+    with pytest.raises(ConfigError, match=r"c.yaml holds no settings \(it is empty or only comments\)"):
+        load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("text,message", [
+    # a section twice: YAML keeps the second, and the first one's max_steps and learning rate would vanish
+    ("training:\n  max_steps: 3\n  learning_rate: 0.1\ngrpo:\n  group_size: 4\ntraining:\n  seed: 1\n",
+     "'training' is written twice (lines 1 and 6)"),
+    ("training:\n  max_steps: 3\n  max_steps: 30\n", "'training.max_steps' is written twice (lines 2 and 3)"),
+    ("trl:\n  lr_scheduler_kwargs: {min_lr: 1, min_lr: 2}\n",
+     "'trl.lr_scheduler_kwargs.min_lr' is written twice (lines 2 and 2)"),  # inside a value, on one line
+])
+def test_a_key_written_twice_is_refused(tmp_path, text, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    assert str(e.value) == f"{tmp_path / 'c.yaml'}: {message}; YAML would keep only the second: write it once"
+
+
+def test_trl_values_are_typed_like_grpo_config():
+    """The trl: pass-through takes what GRPOConfig's field types take; a number YAML read as a string is a number."""
+    cfg = load_config(None, ["trl.adam_epsilon=1e-6", "trl.save_only_model=true", "trl.report_to=[tensorboard]",
+                             "trl.lr_scheduler_kwargs={min_lr: 0.0}", "trl.torch_empty_cache_steps=null"])
+    assert cfg.trl["adam_epsilon"] == 1e-6 and isinstance(cfg.trl["adam_epsilon"], float)
+    with pytest.raises(ConfigError, match=r"'trl.report_to' must be null or a string or a list, got 3 \(int\)"):
+        load_config(None, ["trl.report_to=3"])
 
 
 # (key, a value out of its range): every numeric key of the schema has one row (see the audit test below)
@@ -310,6 +342,18 @@ def test_a_word_outside_a_keys_choices_is_refused(tmp_path, key, choices):
      "override training.lr_scheduler_type=constant: 'training.warmup_steps' is 5"),
     # a mistake in the file is the file's, whatever the command line adds
     ({"training": {"max_steps": 0}}, ["training.seed=1"], "c.yaml: 'training.max_steps' must be at least 1"),
+    # a section the override names is the override's, and a space pasted before it shows in the message
+    ({}, ["trainer.max_steps=1"], "override trainer.max_steps=1: unknown key 'trainer'"),
+    ({}, [" training.max_steps=3"], "override ' training.max_steps=3': unknown key ' training' (did you mean "
+                                    "'training'?)"),
+    # a trl: value of the wrong type, and a scheduler argument of the wrong type, are the override's
+    ({}, ["trl.adam_epsilon=abc"], "override trl.adam_epsilon=abc: 'trl.adam_epsilon' must be a number, got 'abc'"),
+    ({}, ["trl.lr_scheduler_kwargs=5"], "override trl.lr_scheduler_kwargs=5: 'trl.lr_scheduler_kwargs' must be a "
+                                        "mapping or a string or null, got 5 (int)"),
+    ({"training": {"lr_scheduler_type": "cosine"}}, ["trl.lr_scheduler_kwargs={nope: 1}"],
+     "override trl.lr_scheduler_kwargs={nope: 1}: the 'cosine' scheduler cannot be built"),
+    ({"trl": {"max_completion_length": "long"}}, [], "c.yaml: 'trl.max_completion_length' must be an integer or "
+                                                     "null, got 'long' (str)"),
 ])
 def test_a_mistake_is_blamed_where_it_was_made(tmp_path, file, overrides, blamed):
     with pytest.raises(ConfigError) as e:

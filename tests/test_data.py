@@ -30,7 +30,44 @@ def test_rows_without_gold_are_dropped_and_counted(tiny_data):
     cfg = cfg_for(tiny_data)
     splits = build_splits(cfg, load_rows(cfg.data))
     assert splits.stats["rows"] == 60 and splits.stats["dropped_no_gold"] == 6  # every 10th has no \boxed
-    assert splits.stats["train"] + splits.stats["heldout"] == 54
+    assert splits.stats["dropped_duplicate"] == 1  # make_rows(60) draws one sum twice
+    assert splits.stats["train"] + splits.stats["heldout"] == 53
+
+
+def test_a_repeated_problem_is_never_both_held_out_and_trained_on(tmp_path):
+    """10 problems, each 4 times (as scraped sets repeat a problem across sources, spaced differently): each is kept
+    once, before the split, so that no held-out problem is trained on."""
+    spellings = ["What is {i} + 1?", "What is {i}  + 1?\n", " What is {i} + 1?", "What\tis {i} + 1?"]
+    rows = [{"problem": spelled.format(i=i), "solution": f"So \\boxed{{{i + 1}}}.", "source": f"s{k}"}
+            for k, spelled in enumerate(spellings) for i in range(10)]
+    path = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    cfg = cfg_for(path, "data.eval_holdout=4")
+    splits = build_splits(cfg, load_rows(cfg.data))
+    assert splits.stats == {"rows": 40, "dropped_no_problem": 0, "dropped_no_gold": 0, "dropped_duplicate": 30,
+                            "train": 6, "heldout": 4}
+    trained = {" ".join(p.split()) for p in splits.train["problem"]}
+    same = trained & {" ".join(e.problem.split()) for e in splits.heldout}
+    assert not same, f"held-out problems trained on: {same}"
+    assert sorted([*splits.train["id"], *(e.id for e in splits.heldout)]) == list(range(10))  # the first of each
+    assert heldout_examples(cfg, load_rows(cfg.data)) == splits.heldout  # what evaluate.py recomputes
+
+
+def test_rows_without_a_problem_are_dropped_and_counted(tmp_path):
+    """A null, missing or blank problem would become the prompt 'None' (or an empty question): dropped, counted."""
+    rows = make_rows(20)
+    rows[0]["problem"], rows[1]["problem"], rows[2]["problem"] = None, "  \n", 7  # a number is a problem: '7'
+    del rows[3]["problem"]
+    path = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    cfg = cfg_for(path, "data.eval_holdout=2")
+    splits = build_splits(cfg, load_rows(cfg.data))
+    assert splits.stats["dropped_no_problem"] == 3 and splits.stats["dropped_no_gold"] == 2
+    prompts = list(splits.train["prompt"]) + [e.prompt for e in splits.heldout]
+    assert len(prompts) == 15 and not any("None" in p for p in prompts)
+    assert [e.id for e in build_examples(cfg, load_rows(cfg.data))][:2] == [2, 4]  # a transfer set drops them too
+    nothing = write(tmp_path / "e.jsonl", "".join(json.dumps({**r, "problem": None}) + "\n" for r in rows))
+    with pytest.raises(ConfigError, match=r"^data.problem_column: no row of .*e.jsonl has a problem in column "
+                                          r"'problem' \(every one is empty\)"):
+        build_splits(cfg_for(nothing), load_rows(cfg_for(nothing).data))
 
 
 def test_rows_whose_gold_is_empty_are_dropped(tmp_path):
@@ -143,7 +180,8 @@ def test_trl_rows_are_gradable_by_the_real_reward(tiny_data):
 
 # ------------------------------------------------------------------------------- the split, pinned
 # Held-out ids and the training order computed by the list-based implementation this Arrow one replaced, on
-# make_rows(500, seed=5) with eval_holdout=40: runs' heldout_ids.json files must keep matching their data.
+# make_rows(500, seed=5) with eval_holdout=40, each problem made distinct: runs' heldout_ids.json files must keep
+# matching their data (on data that repeats problems, the repeats are dropped before the split).
 PINNED = {
     42: ([4, 6, 7, 12, 37, 41, 45, 67, 97, 98, 111, 121, 133, 158, 160, 161, 170, 173, 176, 180, 187, 192, 198, 207,
           225, 266, 267, 268, 295, 312, 323, 337, 366, 393, 402, 437, 446, 463, 466, 477],
@@ -157,7 +195,8 @@ PINNED = {
 @pytest.fixture(scope="module")
 def rows500(tmp_path_factory):
     path = tmp_path_factory.mktemp("pinned") / "rows500.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in make_rows(500, seed=5)))
+    rows = [{**r, "problem": f"{r['problem']} (problem {i})"} for i, r in enumerate(make_rows(500, seed=5))]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
@@ -176,14 +215,18 @@ def test_split_is_pinned(rows500, seed):
 
 
 def reference_split(rows, tok, seed, holdout, max_tokens, cap):
-    """The replaced implementation, in lists: gold rows in file order, a seeded shuffle of their positions,
-    the first `holdout` held out (sorted), the rest filtered by prompt length in the shuffled order, then capped."""
+    """The replaced implementation, in lists: gold rows in file order (the first of each problem), a seeded shuffle
+    of their positions, the first `holdout` held out (sorted), the rest filtered by prompt length in the shuffled
+    order, then capped."""
     import random
 
     from train.rewards_math import extract_gold
 
-    examples = [(i, TEMPLATE.replace("{question}", r["problem"])) for i, r in enumerate(rows)
-                if extract_gold(r["solution"]) is not None]
+    examples, seen = [], set()
+    for i, r in enumerate(rows):
+        if extract_gold(r["solution"]) is not None and r["problem"] not in seen:
+            seen.add(r["problem"])
+            examples.append((i, TEMPLATE.replace("{question}", r["problem"])))
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     heldout = sorted(examples[i][0] for i in order[:holdout])
@@ -329,7 +372,8 @@ def test_a_first_batch_without_any_gold_answer(tmp_path):
     path = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     cfg = cfg_for(path)
     splits = build_splits(cfg, load_rows(cfg.data))
-    assert splits.stats == {"rows": 3000, "dropped_no_gold": 2500, "train": 490, "heldout": 10}
+    assert splits.stats == {"rows": 3000, "dropped_no_problem": 0, "dropped_no_gold": 2500, "dropped_duplicate": 0,
+                            "train": 490, "heldout": 10}
     assert splits.train[0]["gold"] == str(splits.train[0]["id"])
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import train.evaluation
 from train.config import load_config
 from train.data import Example
 from train.evaluation import evaluate, score
@@ -522,14 +523,43 @@ def test_standalone_command_on_a_transfer_set(tmp_path, tiny_model, tiny_data, c
 @pytest.mark.parametrize("args,message", [
     (["--model", "/nonexistent/model"], "--model: /nonexistent/model not found"),
     (["evaluation.nn=2"], "unknown key 'evaluation.nn'"),
+    (["--model", "{model}/config.json"], "--model: {model}/config.json is a file (give a model folder"),  # not missing
+    # a checkpoint copied without its tokenizer: refused before the data is read, with no eval/ left behind
+    (["--model", "{bare}"], "--model: {bare} holds no tokenizer that loads (Couldn't instantiate the backend "
+                            "tokenizer from one of); copy the tokenizer files"),
 ])
-def test_standalone_command_errors(tmp_path, tiny_model, tiny_data, capsys, args, message):
+def test_standalone_command_errors(tmp_path, tiny_model, tiny_data, capsys, monkeypatch, args, message):
+    import train.data
     from step3_GRPO.evaluate import main
 
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        (bare / f).write_bytes((tiny_model / f).read_bytes())
+    monkeypatch.setattr(train.data, "load_rows", lambda *a: pytest.fail("the data was read"))
     config = tiny_config(tmp_path, tiny_model, tiny_data)
+    args = [a.format(model=tiny_model, bare=bare) for a in args]
     assert main(["--config", str(config), *args]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message.format(model=tiny_model, bare=bare) in err, err
+    assert "\n" not in err and not (bare / "eval").exists()
+
+
+def test_an_interrupted_evaluation_says_so_in_one_line(tmp_path, tiny_model, tiny_data, capsys, monkeypatch):
+    from step3_GRPO.evaluate import main
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.evaluation, "generate", interrupt)
+    config = tiny_config(tmp_path, tiny_model, tiny_data)
+    try:
+        assert main(["--config", str(config), "--model", "base", "--output-dir", str(tmp_path / "ev")]) == 130
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C came out as a traceback")
+    err = capsys.readouterr().err.strip()
+    assert err == "interrupted: no evaluation summary was written; run the same command again"
+    assert not (tmp_path / "ev").exists()
 
 
 @pytest.mark.parametrize("content,message", [
@@ -537,6 +567,18 @@ def test_standalone_command_errors(tmp_path, tiny_model, tiny_data, capsys, args
     ('{"accuracy": 0.5}', "is not an evaluation summary (no total_samples, accuracy_ci95, format_accuracy, "
                           "categories)"),
     ("[1, 2]", "is not an evaluation summary (no total_samples"),
+    # the right keys with the wrong values once gave tracebacks from the table or the plot
+    ('{"total_samples": 6, "accuracy": "high", "accuracy_ci95": [0, 1], "format_accuracy": 1, "categories": {}}',
+     "is not an evaluation summary (accuracy is 'high', not a number)"),
+    ('{"total_samples": 6, "accuracy": 0.5, "accuracy_ci95": 5, "format_accuracy": 1, "categories": {}}',
+     "is not an evaluation summary (accuracy_ci95 is 5, not two numbers)"),
+    ('{"total_samples": 0, "accuracy": 0.5, "accuracy_ci95": [0, 1], "format_accuracy": 1, "categories": {}}',
+     "is not an evaluation summary (total_samples is 0, not a positive count)"),
+    ('{"total_samples": 6, "accuracy": 0.5, "accuracy_ci95": [0, 1], "format_accuracy": 1, "categories": []}',
+     "is not an evaluation summary (categories is [], not a mapping)"),
+    ('{"total_samples": 6, "accuracy": 0.5, "accuracy_ci95": [0, 1], "format_accuracy": 1, "categories": '
+     '{"correct": {"count": "3"}}}',
+     "is not an evaluation summary (categories.correct is {'count': '3'}, not a mapping with a count)"),
 ])
 def test_compare_refuses_what_is_not_a_summary(tmp_path, capsys, content, message):
     from step3_GRPO.evaluate import main

@@ -221,3 +221,19 @@ def test_model_source_is_checked_before_loading(tmp_path, monkeypatch, name, ggu
     else:
         with pytest.raises(ConfigError, match=error):
             check_model_source(cfg)
+
+
+def test_a_cache_dir_that_cannot_hold_the_conversion_is_refused_first(tmp_path, gguf_model):
+    """The converted folder is written into model.cache_dir after minutes of conversion: a cache_dir that cannot be
+    written is refused before, in one line, and a folder converted already needs no writing."""
+    from train.config import ConfigError
+    from train.models import check_model_source
+
+    folder, _, _ = gguf_model
+    (tmp_path / "afile").write_text("x")
+    cfg = ModelConfig(name_or_path=str(folder), gguf_file="tiny.gguf", cache_dir=str(tmp_path / "afile" / "cache"))
+    with pytest.raises(ConfigError) as e:
+        check_model_source(cfg)
+    assert str(e.value) == (f"model.cache_dir: {tmp_path / 'afile/cache/models/tiny'} cannot be created: "
+                            f"{tmp_path / 'afile'} is a file")
+    check_model_source(gguf_config(folder, tmp_path / "cache"))  # a writable one

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+import train.evaluation
 import train.rewards_math
 from step3_GRPO.train_trl import main
 from train.checkpoints import incomplete
@@ -159,7 +160,7 @@ def test_a_checkpoint_cut_short_or_unloadable(tmp_path, tiny_model, tiny_data, v
     assert incomplete(ck4) is None  # written again, whole
 
     torch.save({"not": "this optimizer's state"}, ck4 / "optimizer.pt")  # complete on disk, wrong inside
-    assert main(["--config", str(cfg)]) == 2
+    assert main(["--config", str(cfg), "training.max_steps=6"]) == 2  # continued further: checkpoint-4 is loaded
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the model's loading bars: it failed in train()
     assert err.startswith(f"error: checkpoint {ck4} cannot be loaded (")
     assert err.endswith(f"continue from the previous complete one with checkpointing.resume={ck2}")
@@ -180,6 +181,114 @@ def test_a_run_that_crashed_before_its_first_checkpoint_runs_again(tmp_path, tin
     assert main(["--config", str(cfg)]) == 0  # the same command: the same run, started over in its own folder
     assert "no complete checkpoint of this run yet: starting over" in capsys.readouterr().out
     assert (out / "checkpoint-2").is_dir()
+
+
+def test_a_finished_run_trains_nothing_more_and_its_summary_describes_its_model(tmp_path, tiny_model, tiny_data,
+                                                                                varied_reward, steps_trained, capsys):
+    """The same command again trains nothing (also with max_steps lowered). Ctrl-C leaves one line naming what was
+    saved and the command that goes on. A summary never sits beside another model than the one it evaluated: a
+    continued run removes the old one before it saves its model (evaluation on or off); a run interrupted in its
+    final evaluation finishes it alone when the command is given again."""
+    from train.trainer import R1GRPOTrainer
+
+    cfg = config(tmp_path, tiny_model, tiny_data, evaluation={"max_samples": 2})
+    out = tmp_path / "out"
+    assert main(["--config", str(cfg)]) == 0
+    first = (out / "eval_summary.json").read_text()
+    for again in ([], ["training.max_steps=1"]):  # once trained past the end, one step per rerun
+        steps_trained.clear()
+        capsys.readouterr()
+        assert main(["--config", str(cfg), *again]) == 0
+        assert steps_trained == [] and "holds a complete run: checkpoint-2 is at step 2" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert (out / "eval_summary.json").read_text() == first  # up to date: not evaluated again
+
+    from train.checkpoints import model_identity
+
+    assert json.loads(first)["model"] == model_identity(out / "final_model") and "'step': 2" in str(json.loads(first))
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    def interrupted(*args) -> int:
+        try:
+            return main(["--config", str(cfg), *args])
+        except KeyboardInterrupt:
+            pytest.fail("Ctrl-C came out as a traceback")
+
+    with pytest.MonkeyPatch.context() as m:  # Ctrl-C as training resumes for steps 3-4
+        m.setattr(R1GRPOTrainer, "train", interrupt)
+        assert interrupted("training.max_steps=4") == 130
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    err = err.splitlines()[-1]  # after the model's loading bars
+    go_on = f"python {os.path.relpath(ROOT / 'step3_GRPO/train_trl.py')} --config {cfg} training.max_steps=4"
+    assert err == f"interrupted: saved {out / 'checkpoint-2'} (step 2 of 4); continue with: {go_on}"
+    with pytest.MonkeyPatch.context() as m:  # Ctrl-C in the final evaluation, after steps 3-4
+        m.setattr(train.evaluation, "generate", interrupt)
+        assert interrupted("training.max_steps=4") == 130
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and err.splitlines()[-1] == (
+        f"interrupted: training is done ({out / 'checkpoint-4'}); save and evaluate its final model with: {go_on}")
+    assert not (out / "eval_summary.json").exists()  # the step-2 summary is gone with the step-2 model
+    steps_trained.clear()
+    assert main(["--config", str(cfg), "training.max_steps=4"]) == 0  # the command it gave: the evaluation alone
+    assert steps_trained == [] and "running its final evaluation alone (it has none yet)" in capsys.readouterr().out
+    summary = json.loads((out / "eval_summary.json").read_text())
+    assert summary["model"] == model_identity(out / "final_model") and summary["model"]["step"] == 4
+    assert summary["model"]["digest"] != json.loads(first)["model"]["digest"]  # the trained model, not step 2's
+    assert main(["--config", str(cfg), "training.max_steps=6", "evaluation.enabled=false"]) == 0
+    assert not (out / "eval_summary.json").exists() and not (out / "eval_samples.jsonl").exists()
+
+
+def test_a_second_run_into_the_same_folder_stops_at_once(tmp_path, tiny_model, tiny_data, capsys, monkeypatch):
+    """A run is writing into the folder (here a process holding its lock): a second one stops with one line naming it
+    before any model is loaded; once that process is gone (killed: its lock file stays), the folder is free."""
+    import socket
+
+    import train.models
+
+    cfg = config(tmp_path, tiny_model, tiny_data)
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from train.checkpoints import OutputLock; lock = OutputLock(Path(sys.argv[1])); "
+                               "print('locked', flush=True); time.sleep(600)", str(out)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        monkeypatch.setattr(train.models, "load_policy", lambda *a, **k: pytest.fail("a model was loaded"))
+        assert main(["--config", str(cfg)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: checkpointing.output_dir: {out} is in use by another run (pid {holder.pid} on "
+                              f"{socket.gethostname()}, started ") and "\n" not in err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (out / ".lock").is_file()  # what the killed run left
+    from train.checkpoints import OutputLock
+
+    with OutputLock(out):
+        pass
+
+
+def test_weights_only_checkpoints_are_not_resumed(tmp_path, tiny_model, tiny_data, capsys, monkeypatch):
+    """trl.save_only_model: a checkpoint without the optimizer's and the schedule's state. Continuing from it would
+    start AdamW and the schedule over (the learning rate at 0 again with warmup); refused in one line instead."""
+    import train.models
+
+    cfg = config(tmp_path, tiny_model, tiny_data, training={"max_steps": 1}, checkpointing={"save_steps": 1},
+                 evaluation={"enabled": False}, trl={"save_only_model": True})
+    assert main(["--config", str(cfg)]) == 0
+    ckpt = tmp_path / "out" / "checkpoint-1"
+    assert not (ckpt / "optimizer.pt").exists()
+    monkeypatch.setattr(train.models, "load_policy", lambda *a, **k: pytest.fail("a model was loaded"))
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "training.max_steps=2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: checkpointing.output_dir: {ckpt} holds the weights only (trl.save_only_model), not the optimizer and "
+        "learning-rate state that continuing to training.max_steps=2 needs; start over with "
+        "checkpointing.resume=never checkpointing.overwrite=true, or train on from these weights as a new run: "
+        f"model.name_or_path={ckpt} and another output_dir")
 
 
 def test_overwrite_moves_another_run_aside(tmp_path, tiny_model, tiny_data, varied_reward, capsys):
@@ -221,6 +330,8 @@ BAD_INPUTS = [
     (["checkpointing.output_dir=/proc/version/out"], "checkpointing.output_dir: /proc/version/out cannot be created: "
                                                 "/proc/version is a file"),
     (["checkpointing.output_dir=/proc/version"], "checkpointing.output_dir: /proc/version is a file; choose a folder"),
+    # a trl: value of the wrong type once failed in torch after the model loaded, and left a run behind
+    (["trl.adam_epsilon=abc"], "override trl.adam_epsilon=abc: 'trl.adam_epsilon' must be a number, got 'abc'"),
 ]
 
 
@@ -237,6 +348,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, tiny_model, tiny_data, capsys
     err = capsys.readouterr().err.strip()
     assert message in err, err
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing left behind to block the corrected command
 
 
 def test_the_output_dir_holding_this_runs_checkpoints_with_resume_never(tmp_path, tiny_model, tiny_data, capsys):
@@ -365,6 +477,7 @@ def test_launcher_builds_the_command(args, expected, launcher):
     (["1", "trl.learning_rate=1"], "'trl.learning_rate' is set by the project's own keys"),
     (["2", "--accelerate-config", "nope.yaml"], "accelerate config nope.yaml not found"),
     (["0"], "NUM_GPUS must be at least 1"),
+    (["-1"], "NUM_GPUS must be at least 1, got -1"),  # a number, not an override nor an option
     (["3"], "do not split over 3 GPUs"),  # the recipe's 256 rollouts, before any process starts
     (["4", "--num-machines", "2", "--machine-rank", "0", "--main-process-ip", "10.0.0.1",
       "vllm.tensor_parallel_size=3"], "does not divide the 8 training processes"),  # counted over all machines

@@ -2,16 +2,25 @@
 checkpoint does the run continue from, and does the disk hold what the run will write.
 
 Decided on every process from what is on disk, before any model is loaded; only rank 0 then changes files
-(`move_aside`). A checkpoint counts only when it is complete: transformers writes `trainer_state.json` last, so
-a save cut short by a kill has none, or has a weights file shorter than its own header says.
+(`move_aside`), holding the folder's lock (`OutputLock`) so that a second run started into it stops at once. A
+checkpoint counts only when it is complete: transformers writes `trainer_state.json` last, so a save cut short by
+a kill has none, or has a weights file shorter than its own header says. A run whose newest checkpoint reached
+training.max_steps is complete: it trains nothing more. An evaluation summary names the model it evaluated (its
+step and the digest of its weights), so that one beside a newer model is known for what it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import fcntl
+import hashlib
 import json
+import os
 import re
 import shutil
+import socket
 import struct
 import tempfile
 import time
@@ -27,8 +36,10 @@ from train.config import Config, ConfigError, resolve_path, to_dict
 MAY_CHANGE = ("training.max_steps", "training.max_minutes", "training.micro_batch_size",
               "training.gradient_checkpointing", "checkpointing.output_dir", "model.cache_dir",
               "vllm.", "evaluation.", "checkpointing.", "logging.")
-# What the project writes into output_dir without a training run: `evaluate.py --model base` (README's first step)
-NOT_A_RUN = ("eval_base",)
+LOCK = ".lock"  # in output_dir while a run writes there: its pid, host and start time (OutputLock)
+# What the project writes into output_dir without a training run: `evaluate.py --model base` (README's first step),
+# and the lock a starting run takes before it looks
+NOT_A_RUN = ("eval_base", LOCK)
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -38,6 +49,7 @@ class OutputPlan:
     previous: str | None = None  # the complete checkpoint before resume_from, named if resume_from fails to load
     move_aside: bool = False  # overwrite: rank 0 moves the folder's run to <output_dir>.replaced-<time>/ first
     notes: list[str] = dataclasses.field(default_factory=list)  # what was skipped and why, logged by rank 0
+    complete: bool = False  # resume_from reached training.max_steps: nothing to train, only what is left to do
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -86,6 +98,12 @@ def safetensors_cut(path: Path) -> str | None:
     return f"{path.name} is cut short ({size} of {end} bytes)" if size < end else None
 
 
+def weights_only(ckpt: Path) -> bool:
+    """A checkpoint of the weights alone (trl.save_only_model): transformers resumes the optimizer and the
+    learning-rate schedule only where scheduler.pt is (DeepSpeed keeps its state in global_stepN/)."""
+    return not (ckpt / "scheduler.pt").is_file() and not any(ckpt.glob("global_step*"))
+
+
 def complete_checkpoints(folder: Path) -> tuple[list[Path], list[str]]:
     """The complete checkpoints, newest first, and a note for each newer one skipped."""
     good, notes = [], []
@@ -100,7 +118,24 @@ def complete_checkpoints(folder: Path) -> tuple[list[Path], list[str]]:
 
 # ----------------------------------------------------------------------------------------------- the folder
 def plan_output_dir(cfg: Config) -> OutputPlan:
-    """Fresh start, continue, or move another run aside; a ConfigError names the folder and the fix otherwise."""
+    """Fresh start, continue, finish a complete run, or move another run aside; a ConfigError names the folder and
+    the fix otherwise. A checkpoint of the weights alone is never resumed: without the optimizer's moments and the
+    schedule's step, the run would go on from another state than the one it stopped in (docs/troubleshooting.md)."""
+    plan = _decide(cfg)
+    if plan.resume_from:
+        ckpt, max_steps = Path(plan.resume_from), cfg.training.max_steps
+        plan.complete = checkpoint_step(ckpt) >= max_steps
+        if not plan.complete and weights_only(ckpt):
+            key = "checkpointing.resume" if cfg.checkpointing.resume not in ("auto", "never") else \
+                "checkpointing.output_dir"
+            raise ConfigError(f"{key}: {ckpt} holds the weights only (trl.save_only_model), not the optimizer and "
+                              f"learning-rate state that continuing to training.max_steps={max_steps} needs; start "
+                              "over with checkpointing.resume=never checkpointing.overwrite=true, or train on from "
+                              f"these weights as a new run: model.name_or_path={ckpt} and another output_dir")
+    return plan
+
+
+def _decide(cfg: Config) -> OutputPlan:
     out = Path(cfg.checkpointing.output_dir).expanduser()
     check_writable(out)
     ck = cfg.checkpointing
@@ -111,7 +146,7 @@ def plan_output_dir(cfg: Config) -> OutputPlan:
                               "checkpoint-N folder)")
         if reason := incomplete(path):
             raise ConfigError(f"checkpointing.resume: {path} is not a complete checkpoint ({reason})")
-        older = [c for c in complete_checkpoints(path.parent)[0] if _step(c) < _step(path)]
+        older = [c for c in complete_checkpoints(path.parent)[0] if checkpoint_step(c) < checkpoint_step(path)]
         return OutputPlan(str(path), previous=str(older[0]) if older else None)
     entries = [p for p in out.iterdir() if p.name not in NOT_A_RUN] if out.is_dir() else []
     if not entries:
@@ -123,8 +158,11 @@ def plan_output_dir(cfg: Config) -> OutputPlan:
         raise ConfigError(f"checkpointing.output_dir: {out} holds files that are not from a run; choose another "
                           "output_dir, or set checkpointing.overwrite=true to write into it")
     if diff := differences(out, cfg):
+        if not (found or (out / "final_model").exists()):  # it stopped before its first checkpoint: nothing to keep
+            return OutputPlan(notes=[f"the run recorded here ({diff[0]}) stopped before its first checkpoint: "
+                                     "starting over with this configuration"])
         if ck.overwrite:
-            return OutputPlan(move_aside=True)
+            return _aside(out)
         more = f" and {len(diff) - 1} more" if len(diff) > 1 else ""
         raise ConfigError(f"checkpointing.output_dir: {out} holds another run ({diff[0]}{more}); choose another "
                           "output_dir, set checkpointing.overwrite=true to move that run aside and start over, or "
@@ -137,7 +175,7 @@ def plan_output_dir(cfg: Config) -> OutputPlan:
     if not (found or (out / "final_model").exists()):  # this run stopped before its first checkpoint
         return OutputPlan(notes=["this run saved no checkpoint yet: starting over"])
     if ck.overwrite:
-        return OutputPlan(move_aside=True)
+        return _aside(out)
     raise ConfigError(f"checkpointing.output_dir: {out} holds this run's checkpoints and checkpointing.resume is "
                       "never; continue it with checkpointing.resume=auto, or set checkpointing.overwrite=true to "
                       "move it aside and start over")
@@ -145,18 +183,38 @@ def plan_output_dir(cfg: Config) -> OutputPlan:
 
 def differences(out: Path, cfg: Config) -> list[str]:
     """The keys in which the run recorded in `out` (its resolved_config.yaml) differs from `cfg`, except those a
-    continued run may change. A key only one side knows (another version of the schema) is not a difference."""
+    continued run may change. A `trl.` key set on one side only is a difference (TRL's default on the other); a
+    schema key the record lacks (an older schema) has its default there, and one this schema lacks is not compared."""
     try:
         theirs = _flat(yaml.safe_load((out / "resolved_config.yaml").read_text()))
     except (FileNotFoundError, yaml.YAMLError):
         return []  # checkpoints without a readable record: nothing to tell the runs apart by
-    ours = _flat(to_dict(cfg))
-    return [f"{k}: {theirs[k]!r} there, {ours[k]!r} here" for k in ours
-            if k in theirs and not k.startswith(MAY_CHANGE) and not _same(theirs[k], ours[k])]
+    ours, defaults = _flat(to_dict(cfg)), _flat(to_dict(Config()))
+    unset = _Unset()
+    keys = [k for k in dict.fromkeys([*ours, *theirs])
+            if not k.startswith(MAY_CHANGE) and (k in defaults or k.startswith("trl."))]
+    pairs = [(k, theirs.get(k, defaults.get(k, unset)), ours.get(k, defaults.get(k, unset))) for k in keys]
+    return [f"{k}: {a!r} there, {b!r} here" for k, a, b in pairs if not _same(a, b)]
 
 
-def move_aside(out: Path) -> Path:
-    """Rename the folder holding another run to <output_dir>.replaced-<time> and start an empty one (rank 0)."""
+class _Unset:
+    def __repr__(self) -> str:
+        return "not set"
+
+
+def _aside(out: Path) -> OutputPlan:
+    """The plan that moves the folder's run aside; refused for the folder the command runs in (or one above it),
+    which a rename would carry away from under the run, its relative paths included."""
+    cwd = Path.cwd().resolve()
+    if out.resolve() == cwd or out.resolve() in cwd.parents:
+        raise ConfigError(f"checkpointing.output_dir: {out} holds the current folder ({cwd}), which cannot be moved "
+                          "aside (checkpointing.overwrite); run from another folder, or choose another output_dir")
+    return OutputPlan(move_aside=True)
+
+
+def move_aside(out: Path, lock: OutputLock | None = None) -> Path:
+    """Rename the folder holding another run to <output_dir>.replaced-<time> and start an empty one (rank 0); the
+    lock held on the folder follows to the new one."""
     dest = out.with_name(f"{out.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         out.rename(dest)
@@ -164,6 +222,8 @@ def move_aside(out: Path) -> Path:
         raise ConfigError(f"checkpointing.output_dir: could not move {out} aside to {dest} ({e.strerror}); move or "
                           "delete it yourself, or choose another output_dir") from None
     out.mkdir()
+    if lock is not None:
+        lock.follow(out, dest)
     return dest
 
 
@@ -184,6 +244,81 @@ def check_writable(out: Path, key: str = "checkpointing.output_dir") -> None:
         raise ConfigError(f"{key}: {out} {what} ({e.strerror}); choose a folder you can write") from None
 
 
+# ----------------------------------------------------------------------------------------------------- lock
+class OutputLock:
+    """The output folder's lock, taken by rank 0 before it looks at the folder and held until the run ends (the
+    other ranks of a launch never take it, so they cannot block each other): a second run started into the folder
+    stops with one line naming the first's pid and host. It is an flock, which the kernel drops when its process
+    dies, so the file a killed run leaves behind blocks nothing. Released, it leaves no folder that it created
+    for itself (a run refused before it wrote anything)."""
+
+    def __init__(self, out: Path):
+        self.created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        self.out, self.note = out, None
+        self.fd = self._take(out)
+
+    def __enter__(self) -> OutputLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def _take(self, out: Path) -> int | None:
+        path = out / LOCK
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                holder = _holder(fd)
+                os.close(fd)
+                if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                    self.note = f"cannot lock {out} ({e.strerror}): a second run started into it would not be stopped"
+                    return None
+                raise ConfigError(f"checkpointing.output_dir: {out} is in use by another run ({holder}); wait for "
+                                  "it to end, or choose another output_dir") from None
+            try:
+                ours = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                ours = False
+            if ours:
+                break
+            os.close(fd)  # the run that held it removed the file as it ended: lock the one there now
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        return fd
+
+    def follow(self, out: Path, moved: Path) -> None:
+        """After move_aside: the lock file went with the moved folder; lock the new one and leave none there."""
+        old, self.out, self.created = self.fd, moved, False  # what this holds until the new folder is locked
+        self.fd = self._take(out)  # another run that took the new folder first: refused, and release frees `moved`
+        self.out = out
+        (moved / LOCK).unlink(missing_ok=True)
+        if old is not None:
+            os.close(old)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        (self.out / LOCK).unlink(missing_ok=True)  # ours: no other process holds it while we do
+        os.close(self.fd)
+        self.fd = None
+        if self.created:
+            with contextlib.suppress(OSError):  # kept when the run wrote anything into it
+                self.out.rmdir()
+
+
+def _holder(fd: int) -> str:
+    """Who holds a lock, from what it wrote into the file: 'pid 4242 on node7, started 2026-01-05 10:00:00'."""
+    try:
+        who = json.loads(os.pread(fd, 4096, 0))
+        return f"pid {who['pid']} on {who['host']}, started {who['started']}"
+    except (OSError, ValueError, TypeError, KeyError):
+        return "a run that is starting"
+
+
 # ----------------------------------------------------------------------------------------------------- disk
 def checkpoint_bytes(params: int, dtype: str, weights_only: bool) -> int:
     """Bytes of one checkpoint: the weights, plus AdamW's two moments (kept in the weights' dtype).
@@ -195,12 +330,17 @@ def checkpoint_bytes(params: int, dtype: str, weights_only: bool) -> int:
 
 
 def saves_left(save_steps: int, max_steps: int, done: int) -> int:
-    """Checkpoints still to write: every save_steps, and at the last step.
+    """Checkpoints still to write: every save_steps, and at the last step. Counted, not listed: a run of 10**10
+    steps under a time limit is a valid request.
 
-    >>> saves_left(50, 200, 0), saves_left(50, 120, 100), saves_left(2, 4, 4)
-    (4, 1, 0)
+    >>> saves_left(50, 200, 0), saves_left(50, 120, 100), saves_left(2, 4, 4), saves_left(3, 2, 4)
+    (4, 1, 0, 0)
+    >>> saves_left(1, 10**10, 0)
+    10000000000
     """
-    return len({*range(save_steps, max_steps + 1, save_steps), max_steps} - set(range(done + 1)))
+    if done >= max_steps:
+        return 0
+    return max_steps // save_steps - done // save_steps + (1 if max_steps % save_steps else 0)
 
 
 def check_disk(cfg: Config, model_path: str, plan: OutputPlan, adapter_params: int | None = None) -> None:
@@ -211,7 +351,7 @@ def check_disk(cfg: Config, model_path: str, plan: OutputPlan, adapter_params: i
     params = parameter_count(model_path)
     weights_only = bool(cfg.trl.get("save_only_model", False))
     ck = cfg.checkpointing
-    done = _step(Path(plan.resume_from)) if plan.resume_from else 0
+    done = checkpoint_step(Path(plan.resume_from)) if plan.resume_from else 0
     kept = 0 if plan.move_aside else len(complete_checkpoints(out)[0]) if out.is_dir() else 0
     # transformers writes a new checkpoint before it deletes the oldest: save_total_limit + 1 exist for a moment
     at_once = min(saves_left(ck.save_steps, cfg.training.max_steps, done), max(ck.save_total_limit + 1 - kept, 1))
@@ -253,6 +393,75 @@ def parameter_count(model_path: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# ------------------------------------------------------------------------------------------------ evaluations
+EVAL_FILES = ("eval_summary.json", "eval_samples.jsonl", "eval_by_source.png", "training_curves.png")
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
+
+
+def trained_step(model: Path) -> int | None:
+    """The step a model folder was trained to, from the trainer_state.json saved with it (None if there is none)."""
+    try:
+        return json.loads((model / "trainer_state.json").read_text()).get("global_step")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def model_identity(model: Path) -> dict:
+    """Which model a folder holds: its step and a digest of its weight files (None for each where there is none,
+    as for a Hub id). An evaluation summary records it, so that a summary found beside a model can be checked."""
+    files = sorted({f for pattern in WEIGHT_FILES for f in model.glob(pattern)}) if model.is_dir() else []
+    digest = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            digest.update(f.name.encode() + hashlib.file_digest(fh, "sha256").digest())
+    return {"step": trained_step(model), "digest": digest.hexdigest() if files else None}
+
+
+def stale_evaluation(summary: Path, model: Path) -> str | None:
+    """Why `summary` is not the evaluation of the model now in `model`, or None when it is."""
+    try:
+        recorded = json.loads(summary.read_text()).get("model")
+    except FileNotFoundError:
+        return "it has none yet"
+    except (OSError, ValueError, AttributeError):
+        return f"{summary} cannot be read"
+    if not isinstance(recorded, dict) or not recorded.get("digest"):
+        return f"{summary} does not name the model it evaluated"
+    now = model_identity(model)
+    if (recorded.get("step"), recorded["digest"]) != (now["step"], now["digest"]):
+        return f"{summary} evaluated another model (step {recorded.get('step')}; this one: step {now['step']})"
+    return None
+
+
+def retire_evaluations(final_dir: Path) -> list[Path]:
+    """Remove the evaluation of the model in `final_dir` (beside it, where the trainer writes it, and in its eval/,
+    evaluate.py's default) before another model takes its place. Returns the files removed."""
+    gone = [f for folder in (final_dir.parent, final_dir / "eval") for f in (folder / n for n in EVAL_FILES)
+            if f.is_file()]
+    for f in gone:
+        f.unlink()
+    return gone
+
+
+def final_model_from(ckpt: Path, final_dir: Path) -> None:
+    """Make `final_dir` the model of `ckpt`, as the trainer saves it (the checkpoint less its optimizer, scheduler and
+    RNG state): copied under another name, then renamed into place, so that a kill leaves the old one or the new."""
+    tmp = final_dir.with_name(f"{final_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(ckpt, tmp, ignore=shutil.ignore_patterns("optimizer*", "scheduler.pt", "scaler.pt", "rng_state*",
+                                                              "global_step*"))
+    if final_dir.exists():
+        shutil.rmtree(final_dir)
+    tmp.rename(final_dir)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file whole or not at all: under a name of this process's own, then renamed over the old one."""
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 # -------------------------------------------------------------------------------------------------- helpers
 def _flat(d, prefix: str = "") -> dict:
     """{"training": {"seed": 1}} -> {"training.seed": 1}: the sections' keys, one level down."""
@@ -277,6 +486,6 @@ def _same(a, b) -> bool:
     return False
 
 
-def _step(ckpt: Path) -> int:
+def checkpoint_step(ckpt: Path) -> int:
     m = CHECKPOINT.match(ckpt.name)
     return int(m.group(1)) if m else 0

@@ -63,7 +63,7 @@ class DataConfig:
     max_prompt_tokens: int = 512  # longer training prompts are dropped (and counted), never truncated
     max_train_samples: int | None = None  # cap on training rows after the held-out split (>= 1); null = all
     # rows set aside, seeded, for the final evaluation and never trained on (NuminaMath-CoT's own test split has
-    # only 100)
+    # only 100); drawn after repeated problems are dropped, so no held-out problem is trained on in another row
     eval_holdout: int = 5000
 
 
@@ -220,9 +220,10 @@ class Config:
     # or adds one.
     rewards: dict = field(default_factory=lambda: {"answer": 1.0, "format": 0.0})
     # Any other field of TRL's GRPOConfig, passed through as given, in the YAML or as trl.key=value (e.g.
-    # save_only_model: true, checkpoints of the weights alone, which the disk check counts; lr_scheduler_kwargs for
-    # schedulers that take arguments); checked against GRPOConfig's fields before any model is loaded (an unknown
-    # name stops the run with one line), and refused for a field that a section above already sets.
+    # save_only_model: true, checkpoints of the weights alone, which the disk check counts and a run never resumes
+    # from; lr_scheduler_kwargs for schedulers that take arguments); checked against GRPOConfig's fields and their
+    # types before any model is loaded (an unknown name or a value of another type stops the run with one line), and
+    # refused for a field that a section above already sets.
     trl: dict = field(default_factory=dict)
 
 
@@ -239,16 +240,23 @@ CHOICES = {
 class Origin:
     """Where a key's value came from, for the error message: the command-line override that set it, or the file.
 
-    >>> where = Origin("c.yaml", {"training.max_steps": "training.max_steps=0"})
-    >>> where("training.max_steps"), where("grpo.beta")
-    ('override training.max_steps=0', 'c.yaml')
+    A section is blamed on the override that named it (`trainer.x=1`: the unknown section 'trainer' is the
+    override's); an override with spaces around it is quoted, so that the space shows.
+
+    >>> where = Origin("c.yaml", {"training.max_steps": "training.max_steps=0", " grpo.beta": " grpo.beta=0"})
+    >>> where("training.max_steps"), where("training"), where(" grpo"), where("grpo.beta")
+    ('override training.max_steps=0', 'override training.max_steps=0', "override ' grpo.beta=0'", 'c.yaml')
     """
 
     def __init__(self, file: str, overrides: dict[str, str] | None = None):
         self.file, self.overrides = file, overrides or {}
 
     def __call__(self, *keys: str) -> str:
-        return next((f"override {self.overrides[k]}" for k in keys if k in self.overrides), self.file)
+        for k in keys:
+            for key, item in self.overrides.items():
+                if key == k or key.startswith(f"{k}."):
+                    return f"override {item if item == item.strip() else repr(item)}"
+        return self.file
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Config:
@@ -257,17 +265,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     raw: dict = {}
     file = str(path) if path else "<defaults>"
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} not found (pass --config with an existing YAML file)")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{p}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of sections (model:, data:, ...)")
+        raw = read_config_file(Path(path))
     given: dict[str, str] = {}
     for item in overrides or []:
         key, sep, value = item.partition("=")
@@ -286,12 +284,63 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         given[key] = item
     where = Origin(file, given)
     cfg = _build(Config, raw, "", where)
+    if cfg.trl:  # TRL is imported only for a config that passes fields through to it
+        from train.trl_section import checked_trl
+
+        cfg.trl = checked_trl(cfg.trl, where)
     check(cfg, where)
     return cfg
 
 
 # the sections that are free mappings rather than fixed keys
 MAPPINGS = ("rewards", "trl")
+
+
+def read_config_file(p: Path) -> dict:
+    """The sections of a config file. Refused with the reason: a path that is no file, text that is not YAML, a
+    key written twice (YAML keeps the last without a word, so the first section's values would vanish) and a file
+    without a single setting (it would silently run the whole default recipe)."""
+    if not p.is_file():
+        what = "is a folder" if p.is_dir() else "not found"
+        raise ConfigError(f"config file {p} {what} (pass --config with an existing YAML file)")
+    text = p.read_text()
+    try:
+        raw = yaml.safe_load(text)
+        twice = written_twice(yaml.compose(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}{line}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if raw is None:
+        raise ConfigError(f"{p} holds no settings (it is empty or only comments); write the sections to change "
+                          "(see config/quickstart.yaml), or pass config/grpo_config.yaml for the full recipe")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections (model:, data:, ...)")
+    if twice:
+        key, first, second = twice
+        raise ConfigError(f"{p}: '{key}' is written twice (lines {first} and {second}); YAML would keep only the "
+                          "second: write it once")
+    return raw
+
+
+def written_twice(node, prefix: str = "") -> tuple[str, int, int] | None:
+    """The first key that a YAML mapping (or one inside it) holds twice: (dotted key, first line, second line).
+
+    >>> written_twice(yaml.compose("training: {seed: 1}\\ngrpo: {}\\ntraining: {seed: 2}"))
+    ('training', 1, 3)
+    """
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    seen: dict[str, int] = {}
+    for key, value in node.value:
+        name = f"{prefix}{key.value}"
+        if name in seen:
+            return name, seen[name], key.start_mark.line + 1
+        seen[name] = key.start_mark.line + 1
+        if found := written_twice(value, f"{name}."):
+            return found
+    return None
+
 
 # keys that live in another section than a config might put them: the original recipe's README documents the
 # output folder as checkpointing.output_dir, which is where it is; the older training.output_dir is refused
@@ -524,8 +573,9 @@ def check_optimizer_and_scheduler(cfg: Config, where: Origin) -> None:
         get_scheduler(t.lr_scheduler_type, dummy, num_warmup_steps=t.warmup_steps, num_training_steps=t.max_steps,
                       scheduler_specific_kwargs=dict(cfg.trl.get("lr_scheduler_kwargs") or {}))
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where('training.lr_scheduler_type')}: the '{t.lr_scheduler_type}' scheduler cannot "
-                          f"be built: {_first_line(e)} (scheduler arguments go in trl.lr_scheduler_kwargs)") from None
+        raise ConfigError(f"{where('training.lr_scheduler_type', 'trl.lr_scheduler_kwargs')}: the "
+                          f"'{t.lr_scheduler_type}' scheduler cannot be built: {_first_line(e)} (scheduler arguments "
+                          "go in trl.lr_scheduler_kwargs)") from None
 
 
 def _first_line(e: Exception) -> str:

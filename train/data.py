@@ -1,5 +1,11 @@
-"""Data: load NuminaMath-CoT (or any local file with the same shape), keep rows with a gold answer, carve a
-seeded held-out split that training never sees, and build r1_zero prompts.
+"""Data: load NuminaMath-CoT (or any local file with the same shape), keep rows with a problem and a gold answer,
+once per problem, carve a seeded held-out split that training never sees, and build r1_zero prompts.
+
+A problem repeated in the data (NuminaMath-CoT repeats some across its sources) is kept once, its first row with a
+gold answer, before the split: otherwise its copies could land on both sides, and the held-out score would count
+problems the model trained on. Problems are compared as text with Unicode compatibility forms folded and runs of
+white space made one space (not case: in math, x and X are different unknowns). Rows without a problem, without
+a gold answer, or repeating one are dropped and counted.
 
 The held-out split is drawn before the tokenizer-dependent prompt-length filter, so it depends only on the
 data and the seed: a base model and its trained checkpoint are always evaluated on the same problems.
@@ -17,6 +23,7 @@ import hashlib
 import json
 import random
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -234,8 +241,22 @@ def cache_key(*parts) -> str:
     return Hasher.hash([hashlib.sha256(code.encode()).hexdigest(), *parts])
 
 
-def _golds(solutions: list, ids: list[int]) -> dict:
-    return {"id": ids, "gold": [extract_gold(str(s or "")) for s in solutions]}
+def _golds(problems: list, solutions: list, ids: list[int]) -> dict:
+    return {"id": ids, "gold": [extract_gold(str(s or "")) for s in solutions],
+            "problem_key": [problem_key(p) for p in problems]}
+
+
+def problem_key(problem) -> str | None:
+    """What a problem is recognised by among its repeats: a digest of its text in NFKC form with white space
+    runs made one space (a digest keeps the column small at 860k rows); None for a missing or blank problem.
+
+    >>> problem_key("What is  1+1?\\n") == problem_key(" What is 1+1?"), problem_key("  "), problem_key(None)
+    (True, None, None)
+    """
+    if problem is None:
+        return None
+    text = " ".join(unicodedata.normalize("NFKC", str(problem)).split())
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest() if text else None
 
 
 def _prompts(problems: list, sources: list | None = None, *, template: str, tokenizer=None) -> dict:
@@ -247,15 +268,17 @@ def _prompts(problems: list, sources: list | None = None, *, template: str, toke
 
 
 def gold_answers(cfg: Config, rows: datasets.Dataset) -> datasets.Dataset:
-    """Columns `id` (the row index) and `gold` (None where the solution has no gold answer), one per row."""
+    """Columns `id` (the row index), `gold` (None where the solution has no gold answer) and `problem_key` (None
+    where the problem is missing or blank), one per row."""
     import datasets
 
     d = cfg.data
     with progress_bars(len(rows) >= QUIET_BELOW):
-        return rows.map(_golds, batched=True, with_indices=True, input_columns=[d.solution_column],
+        return rows.map(_golds, batched=True, with_indices=True, input_columns=[d.problem_column, d.solution_column],
                         remove_columns=rows.column_names, desc="gold answers", features=datasets.Features(
-                            id=datasets.Value("int64"), gold=datasets.Value("string")),  # not null if a batch has none
-                        new_fingerprint=cache_key(rows._fingerprint, "gold", d.solution_column))
+                            id=datasets.Value("int64"), gold=datasets.Value("string"),  # not null if a batch has none
+                            problem_key=datasets.Value("string")),
+                        new_fingerprint=cache_key(rows._fingerprint, "gold", d.problem_column, d.solution_column))
 
 
 def prompts(cfg: Config, rows: datasets.Dataset, tokenizer=None) -> datasets.Dataset:
@@ -285,34 +308,55 @@ def examples_at(cfg: Config, rows: datasets.Dataset, golds: datasets.Dataset, id
                                        strict=True)]
 
 
-def ids_with_gold(golds: datasets.Dataset) -> np.ndarray:
-    """Indices of the rows that have a gold answer."""
+def ids_with_gold(golds: datasets.Dataset, once: bool = True) -> np.ndarray:
+    """Indices of the rows that have a problem and a gold answer, in file order; with `once`, only the first such
+    row of each problem (the split's rows: a repeat must not land on both sides of it)."""
     import numpy as np
+    import pyarrow.compute as pc
 
-    return np.flatnonzero(golds.data.column("gold").is_valid().to_numpy(zero_copy_only=False))
+    table = golds.data
+    keys = table.column("problem_key").combine_chunks()
+    ids = np.flatnonzero(table.column("gold").is_valid().to_numpy(zero_copy_only=False)
+                         & keys.is_valid().to_numpy(zero_copy_only=False))
+    if once:
+        codes = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)
+        ids = np.sort(ids[np.unique(codes[ids], return_index=True)[1]])
+    return ids
+
+
+def dropped(golds: datasets.Dataset, kept: int) -> dict:
+    """What the split left out and why: rows without a problem, without a gold answer, repeating a problem."""
+    table = golds.data
+    no_problem = table.column("problem_key").null_count
+    usable = len(ids_with_gold(golds, once=False))
+    return {"dropped_no_problem": no_problem, "dropped_no_gold": len(golds) - no_problem - usable,
+            "dropped_duplicate": usable - kept}
 
 
 # --------------------------------------------------------------------------------------------- the split
 def build_examples(cfg: Config, rows: datasets.Dataset, tokenizer=None) -> list[Example]:
-    """Every row with a gold answer as a prompted example (rows without one are left out): a transfer set. The
-    tokenizer is needed with data.use_chat_template."""
+    """Every row with a problem and a gold answer as a prompted example (the others are left out): a transfer set,
+    evaluated as given, repeats included. The tokenizer is needed with data.use_chat_template."""
     golds = gold_answers(cfg, rows)
-    return examples_at(cfg, rows, golds, ids_with_gold(golds), tokenizer)
+    return examples_at(cfg, rows, golds, ids_with_gold(golds, once=False), tokenizer)
 
 
 def split_ids(cfg: Config, golds: datasets.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out and training row ids: the rows with a gold answer, shuffled with the seed; the first
-    `eval_holdout` are held out (sorted), the rest are the training order."""
+    """Held-out and training row ids: the rows with a problem and a gold answer, each problem once, shuffled with
+    the seed; the first `eval_holdout` are held out (sorted), the rest are the training order."""
     import numpy as np
 
     d = cfg.data
     ids = ids_with_gold(golds)
+    if len(ids) == 0 and golds.data.column("problem_key").null_count == len(golds):
+        raise ConfigError(f"data.problem_column: no row of {d.path} has a problem in column '{d.problem_column}' "
+                          "(every one is empty); point it at the column with the questions")
     if len(ids) == 0:
         raise ConfigError(f"data.solution_column: no row of {d.path} has a gold answer (a \\boxed{{}} or '#### ' "
                           f"answer) in column '{d.solution_column}'; point it at the column with worked solutions")
     if d.eval_holdout >= len(ids):
-        raise ConfigError(f"data.eval_holdout={d.eval_holdout} leaves nothing to train on ({len(ids)} rows "
-                          "with a gold answer); lower it")
+        raise ConfigError(f"data.eval_holdout={d.eval_holdout} leaves nothing to train on ({len(ids)} distinct "
+                          "problems with a gold answer); lower it")
     order = list(range(len(ids)))
     random.Random(cfg.training.seed).shuffle(order)  # a list shuffle, as always: the same split for the same seed
     order = np.asarray(order)
@@ -335,7 +379,7 @@ def build_splits(cfg: Config, rows: datasets.Dataset, tokenizer=None) -> Splits:
     d = cfg.data
     golds = gold_answers(cfg, rows)
     heldout_ids, train_ids = split_ids(cfg, golds)
-    stats = {"rows": len(rows), "dropped_no_gold": len(rows) - len(heldout_ids) - len(train_ids)}
+    stats = {"rows": len(rows), **dropped(golds, len(heldout_ids) + len(train_ids))}
     made = prompts(cfg, rows, tokenizer)
     if tokenizer is not None:
         lengths = made.data.column("prompt_tokens").to_numpy()

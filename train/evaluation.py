@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from train.checkpoints import model_identity, write_atomic
 from train.config import Config
 from train.generation import generate
 from train.models import inference_dtype
@@ -47,13 +48,13 @@ def evaluate(cfg: Config, model_path: str, examples: list[Example], out_dir: Pat
     ev = cfg.evaluation
     start = time.time()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if ev.max_samples is not None:
         examples = examples[: ev.max_samples]
     if not examples:
         raise ValueError("evaluate() got no held-out examples (data.eval_holdout or evaluation.max_samples is 0)")
 
     print(f"[eval] {len(examples)} problems x {ev.n} sample(s), model {model_path}", flush=True)
+    evaluated = model_identity(Path(model_path))  # before generating: the weights that are then loaded
     t_gen = time.time()
     generate_fn = generate_fn or (lambda prompts: generate(cfg, model_path, prompts))
     backend, gens = generate_fn([e.prompt for e in examples])
@@ -68,6 +69,7 @@ def evaluate(cfg: Config, model_path: str, examples: list[Example], out_dir: Pat
     summary = {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model_path": str(model_path),
+        "model": evaluated,  # the step and the weights' digest: which model, of those that path has held
         **summarize(records, n=ev.n),
         "dataset": {"path": cfg.data.path, "split": split, "source_split": cfg.data.split,
                     "heldout_ids_file": str(heldout_ids_file) if heldout_ids_file else None,
@@ -81,16 +83,17 @@ def evaluate(cfg: Config, model_path: str, examples: list[Example], out_dir: Pat
     }
     summary["wall_time_s"] = round(time.time() - start, 2)
 
-    (out_dir / "eval_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    with open(out_dir / "eval_samples.jsonl", "w") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    # the summary last, and each file whole or not at all: a kill leaves no summary of half an evaluation, nor
+    # an older one beside these samples
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(out_dir / "eval_samples.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     print(format_report(summary), flush=True)
 
     plots = {"by_source": out_dir / "eval_by_source.png"}
     plot_by_source(summary, plots["by_source"])
     if log_history and plot_training_curves(log_history, out_dir / "training_curves.png"):
         plots["training_curves"] = out_dir / "training_curves.png"
+    write_atomic(out_dir / "eval_summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"[eval] wrote {out_dir / 'eval_summary.json'}, eval_samples.jsonl, "
           + ", ".join(p.name for p in plots.values()), flush=True)
     step = next((e["step"] for e in reversed(log_history or []) if "step" in e), 0)  # the training's last step

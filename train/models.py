@@ -32,6 +32,10 @@ def check_model_source(cfg: ModelConfig) -> None:
     if path.is_dir():
         if cfg.gguf_file and not (path / cfg.gguf_file).is_file():
             raise ConfigError(f"model.gguf_file: {path / cfg.gguf_file} not found (list the folder for the .gguf)")
+        if cfg.gguf_file and not (converted(cfg) / "config.json").is_file():  # written there after minutes of work
+            from train.checkpoints import check_writable
+
+            check_writable(converted(cfg), "model.cache_dir")
         if not cfg.gguf_file and not (path / "config.json").is_file():
             raise ConfigError(f"model.name_or_path: {path} has no config.json (is it a model folder? "
                               "for a GGUF file set model.gguf_file)")
@@ -47,12 +51,23 @@ def check_model_source(cfg: ModelConfig) -> None:
                               " (download it first or point to a local folder)")
 
 
+def check_tokenizer(path: Path, key: str) -> None:
+    """A model folder must hold the tokenizer it was trained with: a checkpoint copied without it would fail
+    only after the data is prepared, deep inside transformers."""
+    try:
+        load_tokenizer(str(path))
+    except Exception as e:  # transformers fails in many types (ValueError, OSError, TypeError) for one reason
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(": ")
+        raise ConfigError(f"{key}: {path} holds no tokenizer that loads ({why}); copy the tokenizer files "
+                          "(tokenizer.json, tokenizer_config.json, ...) of the model it came from into it") from None
+
+
 def materialize(cfg: ModelConfig) -> str:
     """A local or Hub path that vLLM and transformers both load: a GGUF is converted once into the cache."""
     path = resolve_path(cfg.name_or_path)
     if not cfg.gguf_file:
         return str(path) if path.is_dir() else cfg.name_or_path
-    out = Path(cfg.cache_dir).expanduser() / "models" / Path(cfg.gguf_file).stem
+    out = converted(cfg)
     if (out / "config.json").is_file():
         return str(out)
     import torch
@@ -80,6 +95,11 @@ def materialize(cfg: ModelConfig) -> str:
     tok.save_pretrained(tmp)
     publish(tmp, out)
     return str(out)
+
+
+def converted(cfg: ModelConfig) -> Path:
+    """Where a GGUF model's regular folder is kept: model.cache_dir/models/<the file's name>."""
+    return Path(cfg.cache_dir).expanduser() / "models" / Path(cfg.gguf_file).stem
 
 
 def publish(tmp: Path, out: Path) -> None:
