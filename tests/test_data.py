@@ -450,8 +450,9 @@ def test_bad_data_file_exits_2_and_writes_nothing(tmp_path, tiny_model, capsys):
     # a training cap of 0 leaves nothing: the prompt limit has nothing to do with it (refused with the config)
     (make_rows(30), "data.max_train_samples=0", "'data.max_train_samples' must be at least 1", "max_prompt_tokens"),
     # every row with a gold answer held out
-    (make_rows(30), "data.eval_holdout=27", r"^data.eval_holdout=27 leaves nothing to train on \(27 distinct problems with a gold "
-                                            r"answer\); lower it$", "max_prompt_tokens"),
+    (make_rows(30), "data.eval_holdout=27",
+     r"^data.eval_holdout=27 leaves nothing to train on \(27 distinct problems with a gold answer\); lower it$",
+     "max_prompt_tokens"),
 ])
 def test_empty_training_set_blames_the_right_key(tmp_path, rows, override, message, not_said):
     path = write(tmp_path / "d.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
