@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 VARIANTS = {"ours": {}, "own_engine": {"WALL_OWN_ENGINE": "1"}}
 
