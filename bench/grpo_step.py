@@ -64,12 +64,12 @@ VARIANTS = {
     "mb16": ["training.micro_batch_size=16"],
     "mb32": ["training.micro_batch_size=32"],
     "adamw": ["training.optim=adamw_torch"],
-    "correction_on": ["vllm.importance_sampling_correction=true"],  # also asks vLLM for log-probs again
-    "logprobs_on": [],  # vLLM's log-probs computed but unread (BENCH_LOGPROBS below): their cost alone
-    "share_03": ["vllm.gpu_memory_utilization=0.3"],
-    # the project's defaults before the step-time work: checkpointing, sleep mode, a fixed 0.3 share, TRL's correction
-    "old_defaults": ["training.gradient_checkpointing=true", "vllm.enable_sleep_mode=true",
-                     "vllm.gpu_memory_utilization=0.3", "vllm.importance_sampling_correction=true"],
+    "correction_off": ["vllm.importance_sampling_correction=false"],  # also leaves vLLM's log-probs out
+    "share_sized": ["vllm.gpu_memory_utilization=null"],
+    # every step-time lever at once: no checkpointing, no sleep mode, the engine's share sized from the batch, no
+    # importance-sampling correction (and so no vLLM log-probs)
+    "all_levers": ["training.gradient_checkpointing=false", "vllm.enable_sleep_mode=false",
+                   "vllm.gpu_memory_utilization=null", "vllm.importance_sampling_correction=false"],
     # TRL 1.16's GRPOConfig defaults where they touch speed, with vLLM colocate
     "trl_default": ["model.dtype=float32", "vllm.enable_sleep_mode=false", "training.gradient_checkpointing=false",
                     "grpo.loss_type=dapo", "training.optim=adamw_torch", "training.micro_batch_size=8",
@@ -82,7 +82,7 @@ VARIANTS = {
 }
 # variants that differ by the worker's patches, not the config; TRL's defaults keep TRL's shuffled, padded
 # micro-batches (the same as ours where every completion has one length, as here: it matters for real answers)
-ENV = {"logprobs_on": {"BENCH_LOGPROBS": "1"}, "trl_default": {"BENCH_TRL_BATCHES": "1"}}
+ENV = {"trl_default": {"BENCH_TRL_BATCHES": "1"}}
 ARCH = {  # Qwen2.5 shapes (config.json of the released models)
     "1.5B": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
                  num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
@@ -303,10 +303,6 @@ def worker(config: str, config_overrides: list[str], result: str, length: int) -
         return {"ignore_eos": True} if use_vllm else {"min_new_tokens": length}
 
     tt.generation_kwargs = fixed_length
-    if os.environ.get("BENCH_LOGPROBS"):  # the logprobs_on variant: vLLM computes log-probs the loss never reads
-        from train.trainer import R1GRPOTrainer
-
-        R1GRPOTrainer._reads_sampling_logprobs = lambda self: True
     if os.environ.get("BENCH_TRL_BATCHES"):
         from trl import GRPOTrainer
 

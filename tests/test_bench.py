@@ -168,10 +168,10 @@ SUITES = [
     ("largest", 2, ["--model 7B --batch global --variants ours --steps 2 --accelerate-config "
                     "config/accelerate/zero3.yaml"], ["--gpus 4"]),
     # the single-GPU suites size vLLM's share from the batch, as the defaults do: no H200-as-H100 override
-    ("step-time", 1, ["--shape B1 --steps 6 --profile-step 3 --variants ours,trl_default,old_defaults"],
+    ("step-time", 1, ["--shape B1 --steps 6 --profile-step 3 --variants all_levers,trl_default,ours"],
      ["--gpus 2", "gpu_memory_utilization=0.17"]),
-    ("levers", 1, ["--variants correction_on,logprobs_on,mb16,sleep_on,ckpt_on,share_03"], ["--gpus 2"]),
-    ("b2", 1, ["--shape B2 --steps 3 --variants ours,trl_default"], ["--gpus 2"]),
+    ("levers", 1, ["--variants correction_off,share_sized,sleep_off,ckpt_off,mb16"], ["--gpus 2"]),
+    ("b2", 1, ["--shape B2 --steps 3 --variants all_levers,trl_default,ours"], ["--gpus 2"]),
     ("wall", 1, ["bench/wall_time.py", "--variants ours,own_engine", "training.max_steps=3"], ["--gpus 2"]),
 ]
 

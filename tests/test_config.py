@@ -34,10 +34,9 @@ def test_shipped_default_is_the_faithful_recipe():
     assert cfg.data.path == "AI-MO/NuminaMath-CoT"
     assert (cfg.training.learning_rate, cfg.grpo.group_size, cfg.grpo.temperature) == (1e-5, 8, 1.0)
     assert (cfg.grpo.max_completion_length, cfg.training.max_steps) == (1024, 200)
-    assert (cfg.vllm.use_vllm, cfg.vllm.mode, cfg.vllm.enable_sleep_mode) == (True, "colocate", False)
-    # the step-time defaults (docs/benchmarks.md): the engine's share sized from the batch, TRL's correction off
-    assert (cfg.vllm.gpu_memory_utilization, cfg.vllm.importance_sampling_correction) == (None, False)
-    assert cfg.training.gradient_checkpointing is False
+    assert (cfg.vllm.use_vllm, cfg.vllm.mode, cfg.vllm.enable_sleep_mode) == (True, "colocate", True)
+    assert (cfg.vllm.gpu_memory_utilization, cfg.vllm.importance_sampling_correction) == (0.3, True)
+    assert cfg.training.gradient_checkpointing is True
 
 
 def test_the_quick_start_is_what_the_readme_says():

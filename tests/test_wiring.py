@@ -403,11 +403,11 @@ def test_the_final_evaluation_on_a_gpu_asks_vllm_for_what_is_free(monkeypatch, t
 
 @pytest.mark.parametrize("share", [None, 0.4])
 def test_the_colocated_engines_share_is_sized_from_one_gpus_rollouts(handed, tiny_model, share):
-    """vllm.gpu_memory_utilization: null (the default) gives the engine what one step's rollouts need on this card;
-    a number given is passed as it is."""
+    """vllm.gpu_memory_utilization: null gives the engine what one step's rollouts need on this card; a number
+    given is passed as it is."""
     from train.generation import colocate_share
 
-    given = [] if share is None else [f"vllm.gpu_memory_utilization={share}"]
+    given = [f"vllm.gpu_memory_utilization={'null' if share is None else share}"]
     args = handed("training.prompts_per_step=4", "grpo.group_size=4", "data.max_prompt_tokens=400",
                   "grpo.max_completion_length=28", *given, gpu=True)["args"]
     want = share or colocate_share(str(tiny_model), 16, 428, 80 << 30)

@@ -85,8 +85,8 @@ class TrainingConfig:
     max_grad_norm: float = 1.0  # gradient clipping: a larger global gradient norm is scaled down to this; 0 = none
     optim: str = "adamw_torch_fused"  # any transformers optimizer name; fused AdamW: one kernel for all parameters
     # recompute activations in the backward pass: less memory, but a 512-token step takes ~45% longer (7.46 s
-    # on, 5.13 s off, docs/benchmarks.md); off by default: the recipe's batch fits an 80 GB card without it
-    gradient_checkpointing: bool = False
+    # on, 5.13 s off, docs/benchmarks.md); off where memory allows
+    gradient_checkpointing: bool = True
     seed: int = 42  # seeds the held-out split, the data order, sampling and initialisation (0 to 2**32 - 1)
 
 
@@ -137,13 +137,13 @@ class VLLMConfig:
     # share of each GPU's memory for vLLM's weights + KV cache (server mode: of the server's GPUs); null = colocate:
     # sized from what one step's rollouts need (bf16 weights + the KV cache of every rollout at full length), so
     # the rest of the card goes to training; server: 0.9
-    gpu_memory_utilization: float | None = None
+    gpu_memory_utilization: float | None = 0.3
     # colocate: offload vLLM weights and KV cache during the policy update (frees the engine's share for training,
     # costs time every step); must be false in server mode, where the server keeps GPUs of its own
-    enable_sleep_mode: bool = False
-    # reweight the loss by trainer/vLLM probability ratios (TRL's default, not the reference recipe's): costs a
-    # forward pass over every rollout and vLLM's per-token log-probs
-    importance_sampling_correction: bool = False
+    enable_sleep_mode: bool = True
+    # reweight the loss by trainer/vLLM probability ratios (TRL's default; the reference recipe has none): costs a
+    # forward pass over every rollout, and vLLM's per-token log-probs, which are not computed when this is off
+    importance_sampling_correction: bool = True
     tensor_parallel_size: int = 1  # colocate: GPUs per vLLM engine (server mode: vllm.server_gpus instead)
     server_gpus: int = 1  # server mode: the launcher gives the last N GPUs to `trl vllm-serve`, the rest train
     server_port: int = 8000  # server mode: where the launcher's vLLM server listens (localhost)

@@ -4,10 +4,10 @@
 # After `source bench/offline/gpu_setup.sh` (docs/offline-gpu.md):
 #   bash bench/offline/gpu_suite.sh SUITE
 # SUITE (GPUs it needs):
-#   step-time (1)  B1: the YAML defaults (one step profiled), TRL's defaults, the project's earlier defaults
-#   levers    (1)  B1 with one lever of the defaults undone at a time: the importance-sampling correction, vLLM's
-#                  log-probs, micro-batch 16, sleep mode, checkpointing, a fixed 0.3 share
-#   b2        (1)  B2 (the recipe's batch): the YAML defaults and TRL's defaults
+#   step-time (1)  B1: every step-time lever at once (one step profiled), TRL's defaults, the YAML defaults
+#   levers    (1)  B1 with one lever at a time from the YAML defaults: no importance-sampling correction (and no vLLM
+#                  log-probs), the engine's share sized from the batch, no sleep mode, no checkpointing, micro-batch 16
+#   b2        (1)  B2 (the recipe's batch): every lever at once, TRL's defaults, the YAML defaults
 #   wall      (1)  launch to answer: 3 steps of B1's batch on the random 1.5B model, saved, evaluated on 500
 #                  held-out problems on the trainer's engine and on an engine of its own
 #   scaling   (2)  B1 per GPU: the 1-GPU baseline on GPU 0 and on GPU 1; DDP, FSDP2, ZeRO-2, ZeRO-3 and server
@@ -70,19 +70,19 @@ need() {
 step_time() {  # the defaults size vLLM's share from the batch: on an H200 as on an H100
   need 1
   prepare 1.5B
-  bench b1_defaults_vs_trl 0 --shape B1 --steps 6 --profile-step 3 --variants ours,trl_default,old_defaults
+  bench b1_defaults_vs_trl 0 --shape B1 --steps 6 --profile-step 3 --variants all_levers,trl_default,ours
 }
 
 levers() {
   need 1
   prepare 1.5B
-  bench b1_levers 0 --shape B1 --steps 5 --variants correction_on,logprobs_on,mb16,sleep_on,ckpt_on,share_03
+  bench b1_levers 0 --shape B1 --steps 5 --variants correction_off,share_sized,sleep_off,ckpt_off,mb16
 }
 
 b2() {
   need 1
   prepare 1.5B
-  bench b2_defaults_vs_trl 0 --shape B2 --steps 3 --variants ours,trl_default
+  bench b2_defaults_vs_trl 0 --shape B2 --steps 3 --variants all_levers,trl_default,ours
 }
 
 wall() {
