@@ -172,6 +172,7 @@ SUITES = [
      ["--gpus 2", "gpu_memory_utilization=0.17"]),
     ("levers", 1, ["--variants correction_off,share_sized,sleep_off,ckpt_off,mb16"], ["--gpus 2"]),
     ("b2", 1, ["--shape B2 --steps 3 --variants all_levers,trl_default,ours"], ["--gpus 2"]),
+    ("lora", 1, ["--shape B2 --model 7B --steps 2 --variants lora,lora_bf16"], ["--gpus 2"]),
     ("wall", 1, ["bench/wall_time.py", "--variants ours,own_engine", "training.max_steps=3"], ["--gpus 2"]),
 ]
 
@@ -189,7 +190,7 @@ def test_gpu_suite_runs_its_tables_commands(tmp_path, suite, gpus, runs, never):
 
 
 @pytest.mark.parametrize("suite,gpus,message", [
-    ("nope", 2, "usage: bash bench/offline/gpu_suite.sh SUITE, one of: step-time levers b2 wall scaling largest eval"),
+    ("nope", 2, "usage: bash bench/offline/gpu_suite.sh SUITE, one of: step-time levers b2 lora wall scaling largest eval"),
     ("scaling", 1, "suite scaling needs 2 GPUs, this machine has 1"),
 ])
 def test_gpu_suite_refuses_what_it_cannot_run(tmp_path, suite, gpus, message):

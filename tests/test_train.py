@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -60,13 +61,16 @@ def weights(path: Path) -> dict:
     return load_file(str(path / "model.safetensors"))
 
 
-def test_train_end_to_end(tmp_path, formatted_model, guess_data):
+def test_train_end_to_end(tmp_path, formatted_model, guess_data, capsys):
     """The real reward and the real stop at </answer>: a model that writes the format and guesses 1 or 2 gets
     groups with spread rewards, so the update moves it; its stopped answers count as finished, not cut."""
     cfg = config(tmp_path, formatted_model, guess_data, grpo={"max_completion_length": 24},
                  training={"learning_rate": 1e-4},  # the shared 1e-2 moves this model off its format in one step
                  evaluation={"every_steps": 2, "periodic_samples": 4, "max_tokens": 24})
     assert main(["--config", str(cfg)]) == 0
+    # the run's last words: where its wall time went, stage by stage
+    assert re.search(r"\[grpo\] wall time: start-up [\d.]+ s, first step [\d.]+ s, training [\d.]+ s, save [\d.]+ s, "
+                     r"evaluation [\d.]+ s, total [\d.]+ s", capsys.readouterr().out)
     out = tmp_path / "out"
     before, after = weights(formatted_model), weights(out / "final_model")
     changed = [k for k in before if not torch.equal(before[k], after[k])]

@@ -8,6 +8,7 @@
 #   levers    (1)  B1 with one lever at a time from the YAML defaults: no importance-sampling correction (and no vLLM
 #                  log-probs), the engine's share sized from the batch, no sleep mode, no checkpointing, micro-batch 16
 #   b2        (1)  B2 (the recipe's batch): every lever at once, TRL's defaults, the YAML defaults
+#   lora      (1)  B2 on the 7B shape with LoRA (float32 and bfloat16 base weights), 2 steps
 #   wall      (1)  launch to answer: 3 steps of B1's batch on the random 1.5B model, saved, evaluated on 500
 #                  held-out problems on the trainer's engine and on an engine of its own
 #   scaling   (2)  B1 per GPU: the 1-GPU baseline on GPU 0 and on GPU 1; DDP, FSDP2, ZeRO-2, ZeRO-3 and server
@@ -22,7 +23,7 @@
 #   bash bench/offline/gpu_collect.sh 600
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-SUITES="step-time levers b2 wall scaling largest eval"
+SUITES="step-time levers b2 lora wall scaling largest eval"
 SUITE="${1:-}"
 if [[ -z $SUITE || " $SUITES " != *" $SUITE "* ]]; then
   echo "usage: bash bench/offline/gpu_suite.sh SUITE, one of: $SUITES" >&2
@@ -85,6 +86,12 @@ b2() {
   bench b2_defaults_vs_trl 0 --shape B2 --steps 3 --variants all_levers,trl_default,ours
 }
 
+lora() {
+  need 1
+  prepare 7B
+  bench b2_lora_7b 0 --shape B2 --model 7B --steps 2 --variants lora,lora_bf16
+}
+
 wall() {
   need 1
   prepare 1.5B
@@ -144,6 +151,7 @@ case $SUITE in
   step-time) step_time ;;
   levers) levers ;;
   b2) b2 ;;
+  lora) lora ;;
   wall) wall ;;
   scaling) scaling ;;
   largest) largest ;;
