@@ -190,7 +190,8 @@ def test_gpu_suite_runs_its_tables_commands(tmp_path, suite, gpus, runs, never):
 
 
 @pytest.mark.parametrize("suite,gpus,message", [
-    ("nope", 2, "usage: bash bench/offline/gpu_suite.sh SUITE, one of: step-time levers b2 lora wall scaling largest eval"),
+    ("nope", 2,
+     "usage: bash bench/offline/gpu_suite.sh SUITE, one of: step-time levers b2 lora wall scaling largest eval"),
     ("scaling", 1, "suite scaling needs 2 GPUs, this machine has 1"),
 ])
 def test_gpu_suite_refuses_what_it_cannot_run(tmp_path, suite, gpus, message):
