@@ -559,8 +559,8 @@ def test_server_mode_hands_the_vllm_settings_to_the_server(tmp_path, tiny_model)
                             "--gpu_memory_utilization", "0.45", "--max_model_len", "1000"]
     assert launch.train[:2] == ["env", "CUDA_VISIBLE_DEVICES=4,5"] and f"checkpointing.output_dir={out}" in launch.train
     assert launch.port == 8123
-    # no share given (the default, sized for a colocated engine): the server's own GPU serves and nothing else
-    args.overrides.remove("vllm.gpu_memory_utilization=0.45")
+    # null (a share sized for a colocated engine) means, for a server, that its own GPU serves and nothing else
+    args.overrides[args.overrides.index("vllm.gpu_memory_utilization=0.45")] = "vllm.gpu_memory_utilization=null"
     serve = build(args, {"PYTHON": "py"}).serve
     assert serve[serve.index("--gpu_memory_utilization") + 1] == "0.9"
 
