@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from train.config import ConfigError, load_config, resolve_path
+from train.config import ConfigError, load_config, max_model_len, resolve_path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = "config/grpo_config.yaml"
@@ -145,7 +145,7 @@ def build(args: argparse.Namespace, environ: dict[str, str]) -> Launch:
              "-m", "trl.cli.main", "vllm-serve", "--model", model, "--tensor_parallel_size", str(v.server_gpus),
              "--port", str(v.server_port), "--gpu_memory_utilization",
              str(v.gpu_memory_utilization or SERVER_SHARE),
-             "--max_model_len", str(cfg.data.max_prompt_tokens + cfg.grpo.max_completion_length)]
+             "--max_model_len", str(max_model_len(cfg))]
     train = ["env", f"CUDA_VISIBLE_DEVICES={','.join(devices[:train_gpus])}", *train]
     return Launch(train, serve, v.server_port, note)
 

@@ -46,6 +46,7 @@ from train.config import (
     ConfigError,
     dump_yaml,
     load_config,
+    max_model_len,
     plan_batch,
     resolve_path,
 )
@@ -128,11 +129,6 @@ def engine_share(cfg: Config, plan: BatchPlan, model_path: str) -> float:
 
     return colocate_share(model_path, plan.per_device_rollouts, max_model_len(cfg), gpu_total_memory(),
                           tensor_parallel=cfg.vllm.tensor_parallel_size)
-
-
-def max_model_len(cfg: Config) -> int:
-    """The rollout engine's context: the longest training prompt plus a full completion."""
-    return cfg.data.max_prompt_tokens + cfg.grpo.max_completion_length
 
 
 def check_launch(cfg: Config, world_size: int) -> BatchPlan:
@@ -476,16 +472,13 @@ class WallClock:
     """
 
     def __init__(self, start: float | None = None):
-        import time
-
         import psutil
 
         self.start = psutil.Process().create_time() if start is None else start
         self.last, self.stages = self.start, {}
-        self.time = time.time
 
     def mark(self, stage: str, now: float | None = None) -> None:
-        now = self.time() if now is None else now
+        now = time.time() if now is None else now
         self.stages[stage], self.last = now - self.last, now
 
     def __str__(self) -> str:

@@ -582,6 +582,12 @@ def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
+def max_model_len(cfg: Config) -> int:
+    """The rollout engine's context (colocated or the launcher's server): the longest training prompt plus a full
+    completion."""
+    return cfg.data.max_prompt_tokens + cfg.grpo.max_completion_length
+
+
 @dataclass(frozen=True)
 class BatchPlan:
     """TRL's batch arguments, derived from the way a user states the batch."""
