@@ -149,12 +149,11 @@ def check_trl_section(cfg: Config, plan: BatchPlan) -> None:
     project's sections already set (two places for one setting would disagree)."""
     if not cfg.trl:
         return
-    import dataclasses
     import difflib
 
-    from trl import GRPOConfig
+    from train.trl_section import field_types
 
-    fields = {f.name for f in dataclasses.fields(GRPOConfig) if f.init}
+    fields = field_types()  # GRPOConfig's fields, by name
     ours = grpo_kwargs(cfg, plan, on_gpu=False, eval_rows=0)
     for key in cfg.trl:
         if key in ours:
